@@ -1,0 +1,25 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    seed=r"\d+",
+    repeat=r"\d+",
+    process=r"\d+",
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report/verdict.txt",

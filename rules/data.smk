@@ -1,0 +1,36 @@
+rule download:
+    output:
+        directory("results/download/{dataset}"),
+    log:
+        "results/logs/download/{dataset}.log",
+    # Attempts within a source are retried with backoff in code; this is one more pass.
+    retries: 1
+    localrule: True
+    conda:
+        "../envs/keras.yaml"
+    params:
+        sources=lambda wildcards: dataset_entry(wildcards)["sources"],
+        content_sha256=lambda wildcards: dataset_entry(wildcards).get("content_sha256"),
+        counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
+        timeout=config["download"]["timeout"],
+        attempts=config["download"]["attempts"],
+        backoff_seconds=config["download"]["backoff_seconds"],
+    script:
+        "../scripts/download.py"
+
+
+rule build_dataset:
+    input:
+        rules.download.output,
+    output:
+        dataset="results/data/{dataset}/dataset.npz",
+        manifest="results/data/{dataset}/manifest.json",
+    log:
+        "results/logs/build_dataset/{dataset}.log",
+    conda:
+        "../envs/keras.yaml"
+    params:
+        subset=config["subset"],
+        counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
+    script:
+        "../scripts/build_dataset.py"

@@ -1,0 +1,36 @@
+rule train:
+    input:
+        dataset=dataset_file(),
+    output:
+        record="results/runs/seed{seed}/repeat{repeat}/history.json",
+    log:
+        "results/runs/seed{seed}/repeat{repeat}/train.log",
+    benchmark:
+        "results/runs/seed{seed}/repeat{repeat}/benchmark.tsv"
+    conda:
+        "../envs/keras.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=config["train_resources"]["mem_mb"],
+        runtime=config["train_resources"]["runtime"],
+        gpu=gpus_per_run(),
+    params:
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        threads=config["threads"],
+        device=config["device"],
+    script:
+        "../scripts/train.py"
+
+
+rule initializers:
+    output:
+        "results/initializers/process{process}.json",
+    log:
+        "results/logs/initializers/process{process}.log",
+    conda:
+        "../envs/keras.yaml"
+    params:
+        global_seed=config["seeds"][0],
+    script:
+        "../scripts/initializers.py"

@@ -1,0 +1,13 @@
+"""Snakemake adapter: decode, validate and subset the download into the one dataset file."""
+
+from keras_repro.dataset import build_dataset
+from keras_repro.errors import send_logs_to
+
+send_logs_to(snakemake.log[0])
+build_dataset(
+    snakemake.input[0],
+    snakemake.output.dataset,
+    snakemake.output.manifest,
+    subset=snakemake.params.subset,
+    expected_counts=snakemake.params.counts,
+)

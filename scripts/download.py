@@ -1,0 +1,16 @@
+"""Snakemake adapter: fetch and verify the dataset's files from the first source that works."""
+
+from keras_repro.download import download_dataset
+from keras_repro.errors import send_logs_to
+
+send_logs_to(snakemake.log[0])
+download_dataset(
+    snakemake.wildcards.dataset,
+    snakemake.params.sources,
+    snakemake.output[0],
+    content_sha256=snakemake.params.content_sha256,
+    expected_counts=snakemake.params.counts,
+    timeout=snakemake.params.timeout,
+    attempts=snakemake.params.attempts,
+    backoff_seconds=snakemake.params.backoff_seconds,
+)

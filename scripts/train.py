@@ -1,0 +1,26 @@
+"""Snakemake adapter: one training run, in a fresh process with PYTHONHASHSEED set."""
+
+import logging
+
+from keras_repro.errors import send_logs_to
+from keras_repro.train import train_in_fresh_process
+
+send_logs_to(snakemake.log[0])
+if snakemake.threads != snakemake.params.threads:
+    logging.warning(
+        "the scheduler granted %d threads, the run uses %d as configured (results depend "
+        "on the thread count, not on scheduling)",
+        snakemake.threads,
+        snakemake.params.threads,
+    )
+train_in_fresh_process(
+    snakemake.input.dataset,
+    snakemake.output.record,
+    snakemake.log[0],
+    seed=int(snakemake.wildcards.seed),
+    repeat=int(snakemake.wildcards.repeat),
+    epochs=snakemake.params.epochs,
+    batch_size=snakemake.params.batch_size,
+    threads=snakemake.params.threads,
+    device=snakemake.params.device,
+)

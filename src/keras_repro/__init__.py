@@ -1,0 +1,1 @@
+"""Prove, or disprove, that Keras training is bit-reproducible."""

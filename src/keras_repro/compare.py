@@ -1,0 +1,293 @@
+"""Compare run records bit for bit (or within a stated tolerance) and name where they diverge."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from keras_repro.record import RunRecord
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|a - b| <= atol + rtol * |b|``; no tolerance means bit-exact."""
+
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    def describe(self) -> str:
+        return f"within tolerance (rtol={self.rtol:g}, atol={self.atol:g})"
+
+
+@dataclass
+class Divergence:
+    kind: str  # data, metric, length, missing_metric, weights, evaluation, seed_ineffective, initializer
+    message: str
+    seed: int | None = None
+    repeat: int | None = None
+    reference_repeat: int | None = None
+    epoch: int | None = None  # 1-based
+    metric: str | None = None
+    reference_value: str | None = None  # float.hex, or a digest
+    value: str | None = None
+    ulps: int | None = None
+    ulp_dtype: str | None = None
+    data_already_differed: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ordered_bits(value: float, dtype: str) -> int:
+    """Map a float's bits to an integer line on which neighbouring floats are 1 apart."""
+    if dtype == "float32":
+        (bits,) = struct.unpack("<I", struct.pack("<f", value))
+        sign_bit, magnitude = 1 << 31, bits & 0x7FFF_FFFF
+    else:
+        (bits,) = struct.unpack("<Q", struct.pack("<d", value))
+        sign_bit, magnitude = 1 << 63, bits & 0x7FFF_FFFF_FFFF_FFFF
+    return -magnitude if bits & sign_bit else magnitude
+
+
+def _is_float32(value: float) -> bool:
+    if not math.isfinite(value):
+        return True
+    try:
+        return struct.unpack("<f", struct.pack("<f", value))[0] == value
+    except OverflowError:
+        return False
+
+
+def ulp_distance(a: float, b: float) -> tuple[int | None, str]:
+    """Distance in units in the last place, in float32 when both values are float32 (as
+    Keras' metrics are), else in float64. None when either is NaN."""
+    dtype = "float32" if _is_float32(a) and _is_float32(b) else "float64"
+    if math.isnan(a) or math.isnan(b):
+        return None, dtype
+    return abs(_ordered_bits(a, dtype) - _ordered_bits(b, dtype)), dtype
+
+
+def values_match(a: float, b: float, tolerance: Tolerance | None) -> bool:
+    """Bit-exact (NaN matches NaN), or within ``tolerance`` when one is given."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if tolerance is None:
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    return abs(a - b) <= tolerance.atol + tolerance.rtol * abs(b)
+
+
+def _metric_order(name: str) -> tuple[bool, str]:
+    # Within an epoch: training metrics, then the weights at its end, then validation.
+    return (name.startswith("val_"), name)
+
+
+def _describe_values(reference: float, value: float) -> tuple[str, int | None, str]:
+    ulps, dtype = ulp_distance(reference, value)
+    distance = f"{ulps} ULP ({dtype})" if ulps is not None else "NaN on one side"
+    return f"{reference!r} vs {value!r}, {distance}", ulps, dtype
+
+
+def compare_runs(
+    reference: RunRecord, other: RunRecord, tolerance: Tolerance | None = None
+) -> list[Divergence]:
+    """Every difference between two runs of one seed, in the order training produced them."""
+    where = {"seed": other.seed, "repeat": other.repeat, "reference_repeat": reference.repeat}
+    timeline: list[tuple[tuple[int, int, bool, str], Divergence]] = []
+    data_differed_from: int | None = None
+
+    for split in ("train", "validation", "evaluate"):
+        ref_passes = reference.data_digests.get(split, [])
+        passes = other.data_digests.get(split, [])
+        for index, (a, b) in enumerate(itertools.zip_longest(ref_passes, passes)):
+            if a == b:
+                continue
+            epoch = index + 1 if split != "evaluate" else None
+            if split == "train" and (data_differed_from is None or index + 1 < data_differed_from):
+                data_differed_from = index + 1
+            divergence = Divergence(
+                kind="data",
+                message=f"{split} batches of pass {index + 1} differ (digest {a} vs {b})",
+                epoch=epoch,
+                metric=f"data.{split}",
+                reference_value=a,
+                value=b,
+                **where,
+            )
+            timeline.append(((epoch or math.inf, -1, False, split), divergence))
+
+    def data_differed(epoch: int | None) -> bool:
+        return data_differed_from is not None and (epoch is None or data_differed_from <= epoch)
+
+    for name in sorted(set(reference.history) | set(other.history), key=_metric_order):
+        if name not in reference.history or name not in other.history:
+            side = "the reference" if name not in reference.history else f"repeat {other.repeat}"
+            divergence = Divergence(
+                kind="missing_metric",
+                message=f"metric {name!r} missing in {side}",
+                metric=name,
+                **where,
+            )
+            timeline.append(((0, 0, False, name), divergence))
+            continue
+        ref_values, values = reference.history[name], other.history[name]
+        for index, (a, b) in enumerate(zip(ref_values, values, strict=False)):
+            if values_match(a, b, tolerance):
+                continue
+            text, ulps, dtype = _describe_values(a, b)
+            divergence = Divergence(
+                kind="metric",
+                message=f"{name} at epoch {index + 1}: {text}",
+                epoch=index + 1,
+                metric=name,
+                reference_value=a.hex(),
+                value=b.hex(),
+                ulps=ulps,
+                ulp_dtype=dtype,
+                data_already_differed=data_differed(index + 1),
+                **where,
+            )
+            timeline.append(((index + 1, 1, *_metric_order(name)), divergence))
+        if len(ref_values) != len(values):
+            epoch = min(len(ref_values), len(values)) + 1
+            divergence = Divergence(
+                kind="length",
+                message=f"{name}: {len(ref_values)} epochs in the reference, {len(values)} here",
+                epoch=epoch,
+                metric=name,
+                **where,
+            )
+            timeline.append(((epoch, 1, *_metric_order(name)), divergence))
+
+    if tolerance is None:
+        for index, (a, b) in enumerate(
+            itertools.zip_longest(reference.weight_digests, other.weight_digests)
+        ):
+            if a != b:
+                divergence = Divergence(
+                    kind="weights",
+                    message=f"weights after epoch {index + 1} differ",
+                    epoch=index + 1,
+                    metric="weights",
+                    reference_value=a,
+                    value=b,
+                    data_already_differed=data_differed(index + 1),
+                    **where,
+                )
+                timeline.append(((index + 1, 1, False, "~weights"), divergence))
+        if reference.final_weight_digest != other.final_weight_digest:
+            divergence = Divergence(
+                kind="weights",
+                message="final weights differ",
+                metric="final_weights",
+                reference_value=reference.final_weight_digest,
+                value=other.final_weight_digest,
+                data_already_differed=data_differed(None),
+                **where,
+            )
+            timeline.append(((math.inf, 0, False, "final_weights"), divergence))
+
+    for name in sorted(set(reference.evaluation) | set(other.evaluation)):
+        a, b = reference.evaluation.get(name), other.evaluation.get(name)
+        if a is not None and b is not None and values_match(a, b, tolerance):
+            continue
+        if a is None or b is None:
+            message, ulps, dtype = f"evaluate() {name!r} missing on one side", None, None
+        else:
+            text, ulps, dtype = _describe_values(a, b)
+            message = f"evaluate() {name}: {text}"
+        divergence = Divergence(
+            kind="evaluation",
+            message=message,
+            metric=f"evaluate.{name}",
+            reference_value=a.hex() if a is not None else None,
+            value=b.hex() if b is not None else None,
+            ulps=ulps,
+            ulp_dtype=dtype,
+            data_already_differed=data_differed(None),
+            **where,
+        )
+        timeline.append(((math.inf, 1, False, name), divergence))
+
+    return [divergence for _, divergence in sorted(timeline, key=lambda item: item[0])]
+
+
+def first_divergence(divergences: list[Divergence]) -> Divergence | None:
+    """The earliest divergence in a metric or the weights, else the earliest of any kind."""
+    computed = [d for d in divergences if d.kind != "data"]
+    return (computed or divergences or [None])[0]
+
+
+def compare_seeds(references: dict[int, RunRecord]) -> list[Divergence]:
+    """Different seeds must train differently, or the seed is not reaching training."""
+    divergences = []
+    for (seed_a, run_a), (seed_b, run_b) in itertools.combinations(sorted(references.items()), 2):
+        if run_a.final_weight_digest == run_b.final_weight_digest or not any(
+            d.kind == "metric" for d in compare_runs(run_a, run_b)
+        ):
+            divergences.append(
+                Divergence(
+                    kind="seed_ineffective",
+                    message=f"seeds {seed_a} and {seed_b} gave identical histories or weights: "
+                    "the seed is not reaching training",
+                    seed=seed_b,
+                    reference_value=str(seed_a),
+                    value=str(seed_b),
+                )
+            )
+    return divergences
+
+
+def check_initializers(
+    draws: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[Divergence]]:
+    """The recipe's initializer claims, per process and across processes.
+
+    Returns one table row per check and the failed ones as divergences.
+    """
+    rows, divergences = [], []
+
+    def check(name: str, claim: str, holds: bool, detail: str) -> None:
+        rows.append({"check": name, "claim": claim, "holds": holds, "detail": detail})
+        if not holds:
+            divergences.append(
+                Divergence(kind="initializer", message=f"{name}: {claim} does not hold ({detail})")
+            )
+
+    first = draws[0]
+    for initializer, values in first["seeded"].items():
+        per_process = [d["seeded"][initializer] for d in draws]
+        same_in_process = all(v[0] == v[1] for v in per_process)
+        same_across = all(v == per_process[0] for v in per_process)
+        shown = float.fromhex(values[0])
+        check(
+            initializer,
+            "seed=42 repeats within and across processes",
+            same_in_process and same_across,
+            f"{shown!r} in process 1" + ("" if same_across else f"; per process {per_process}"),
+        )
+    for index, draw in enumerate(draws, start=1):
+        a, b = draw["same_seed_objects"]
+        check(
+            f"GlorotNormal(seed=42) × 2, process {index}",
+            "two objects with the same seed give equal values",
+            a == b,
+            f"{sum(x != y for x, y in zip(a, b, strict=False))} of {len(a)} values differ",
+        )
+        c, d = draw["unseeded_objects"]
+        check(
+            f"GlorotNormal() × 2, process {index}",
+            "two unseeded objects differ from each other",
+            c != d,
+            f"{sum(x != y for x, y in zip(c, d, strict=False))} of {len(c)} values differ",
+        )
+    repeated = all(d["unseeded_objects"] == first["unseeded_objects"] for d in draws)
+    check(
+        "GlorotNormal() across processes",
+        "unseeded draws repeat across processes after set_random_seed",
+        repeated,
+        f"{len(draws)} processes compared",
+    )
+    return rows, divergences

@@ -1,0 +1,251 @@
+"""Decode MNIST-format data (Keras npz or the IDX .gz quartet) and build the one dataset file.
+
+The dataset file is an uncompressed ``.npz`` written with fixed zip timestamps, so the same
+input gives the same bytes; ``np.load`` reads it without pickles. Beside it, a JSON manifest
+records what went in (source, content identity) and what came out (sha256 of each array).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_repro.errors import ReproError
+from keras_repro.record import write_json_atomic
+
+ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+# The array names inside Keras' mnist.npz, which the dataset file keeps.
+NPZ_KEYS = {
+    "train_images": "x_train",
+    "train_labels": "y_train",
+    "test_images": "x_test",
+    "test_labels": "y_test",
+}
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+IDX_UBYTE = 0x08
+# A zip entry's timestamp is part of its bytes; a fixed one makes rebuilds byte-identical.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class DatasetError(ReproError, ValueError):
+    """Input data that is not what the dataset promises."""
+
+
+def decode_idx(raw: bytes, where: str = "IDX data") -> np.ndarray:
+    """Decode an uncompressed IDX file (unsigned bytes only, as in MNIST)."""
+    if len(raw) < 4:
+        raise DatasetError(f"{where}: {len(raw)} bytes, too short for an IDX header")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != IDX_UBYTE or ndim < 1:
+        raise DatasetError(
+            f"{where}: not an unsigned-byte IDX file (magic {raw[:4].hex()}, expected 000008xx)"
+        )
+    header_size = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", raw[4:header_size])
+    expected = header_size + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DatasetError(f"{where}: {len(raw)} bytes, but header {shape} needs {expected}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """The canonical IDX encoding of a uint8 array: what the original MNIST files hold."""
+    if array.dtype != np.uint8:
+        raise DatasetError(f"IDX encoding needs uint8, got {array.dtype}")
+    header = struct.pack(">HBB", 0, IDX_UBYTE, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+def content_identity(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """sha256 of each array's uncompressed IDX encoding: equal from every mirror and format."""
+    return {role: hashlib.sha256(encode_idx(arrays[role])).hexdigest() for role in ROLES}
+
+
+def read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in NPZ_KEYS.values() if key not in npz.files]
+            if missing:
+                raise DatasetError(f"{path}: missing arrays {missing} (has {npz.files})")
+            return {role: npz[key] for role, key in NPZ_KEYS.items()}
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not a readable npz file ({error})") from None
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    try:
+        raw = gzip.decompress(Path(path).read_bytes())
+    except (OSError, EOFError) as error:
+        raise DatasetError(f"{path}: not a complete gzip file ({error})") from None
+    return decode_idx(raw, str(path))
+
+
+def read_source_arrays(fmt: str, files: dict[str, Path]) -> dict[str, np.ndarray]:
+    """Arrays by role from a source's files: ``{"archive": npz}`` or one IDX .gz per role."""
+    if fmt == "npz":
+        return read_npz_arrays(files["archive"])
+    if fmt == "idx":
+        return {role: read_idx_gz(files[role]) for role in ROLES}
+    raise DatasetError(f"unknown source format {fmt!r}; known: npz, idx")
+
+
+def validate_arrays(
+    arrays: dict[str, np.ndarray], expected_counts: dict[str, int] | None = None
+) -> None:
+    """28×28 uint8 images, uint8 labels 0–9, one label per image, the promised counts."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+            raise DatasetError(
+                f"{split} images: expected uint8 (N, 28, 28), got {images.dtype} {images.shape}"
+            )
+        if labels.dtype != np.uint8 or labels.ndim != 1:
+            raise DatasetError(
+                f"{split} labels: expected uint8 (N,), got {labels.dtype} {labels.shape}"
+            )
+        if len(images) != len(labels):
+            raise DatasetError(f"{split}: {len(images)} images but {len(labels)} labels")
+        if labels.size and labels.max() >= NUM_CLASSES:
+            raise DatasetError(f"{split} labels: {int(labels.max())} found, expected 0–9")
+        if expected_counts and expected_counts.get(split) not in (None, len(images)):
+            raise DatasetError(
+                f"{split}: {len(images)} examples, the dataset promises {expected_counts[split]}"
+            )
+
+
+def take_subset(
+    arrays: dict[str, np.ndarray], subset: dict[str, int | None]
+) -> dict[str, np.ndarray]:
+    """The first N examples of each split (None: all of them)."""
+    result = {}
+    for split in ("train", "test"):
+        n = subset.get(split)
+        available = len(arrays[f"{split}_images"])
+        if n is not None and n > available:
+            raise DatasetError(
+                f"subset.{split} = {n}, but the {split} split has only {available} examples"
+            )
+        for kind in ("images", "labels"):
+            result[f"{split}_{kind}"] = arrays[f"{split}_{kind}"][:n]
+    return result
+
+
+def array_sha256(array: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def write_npz_deterministic(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """An uncompressed npz with fixed entry order and timestamps, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+            for name in sorted(arrays):
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]))
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_dataset(path: Path) -> dict[str, np.ndarray]:
+    """The dataset file as arrays by role (the training runs' one way in)."""
+    return read_npz_arrays(Path(path))
+
+
+def build_dataset(
+    download_dir: Path,
+    dataset_path: Path,
+    manifest_path: Path,
+    subset: dict[str, int | None],
+    expected_counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Decode the downloaded source, validate it, take the subset, write dataset + manifest."""
+    download_dir = Path(download_dir)
+    source = json.loads((download_dir / "source.json").read_text())
+    files = {role: download_dir / entry["name"] for role, entry in source["files"].items()}
+    arrays = read_source_arrays(source["format"], files)
+    validate_arrays(arrays, expected_counts)
+    identity = content_identity(arrays)
+    if identity != source["content_sha256"]:
+        raise DatasetError(
+            f"{download_dir}: the data decodes to content {identity}, but source.json "
+            f"recorded {source['content_sha256']}; the download was changed after it was "
+            "verified. Delete the folder and run the workflow again."
+        )
+    subset_arrays = take_subset(arrays, subset)
+    keyed = {NPZ_KEYS[role]: subset_arrays[role] for role in ROLES}
+    manifest = {
+        "dataset_file": Path(dataset_path).name,
+        "arrays": {
+            key: {
+                "sha256": array_sha256(array),
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+            }
+            for key, array in keyed.items()
+        },
+        "counts": {
+            "train": len(keyed["x_train"]),
+            "test": len(keyed["x_test"]),
+            "available_train": len(arrays["train_images"]),
+            "available_test": len(arrays["test_images"]),
+        },
+        "source": {k: source[k] for k in ("dataset", "name", "format", "location")},
+        "source_content_sha256": identity,
+        "preprocessing": {
+            "subset": {"train": subset.get("train"), "test": subset.get("test")},
+            "description": "first N examples of each split, in the source's order; "
+            "pixels kept as uint8 (scaling happens in the training pipeline)",
+        },
+    }
+    write_npz_deterministic(keyed, dataset_path)
+    write_json_atomic(manifest, manifest_path)
+    return manifest
+
+
+def parse_subset(value: str) -> int | None:
+    return None if value.lower() in ("all", "none", "null") else int(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=build_dataset.__doc__)
+    parser.add_argument("download_dir", type=Path, help="folder written by keras-repro-download")
+    parser.add_argument("dataset", type=Path, help="dataset file to write (.npz)")
+    parser.add_argument("manifest", type=Path, help="manifest to write (.json)")
+    parser.add_argument("--train", type=parse_subset, default=None, help="first N (default all)")
+    parser.add_argument("--test", type=parse_subset, default=None, help="first N (default all)")
+    args = parser.parse_args(argv)
+    try:
+        build_dataset(
+            args.download_dir, args.dataset, args.manifest, {"train": args.train, "test": args.test}
+        )
+    except DatasetError as error:
+        parser.exit(1, f"error: {error}\n")
+
+
+if __name__ == "__main__":
+    main()
