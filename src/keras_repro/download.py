@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import logging
 import shutil
 import tempfile
@@ -22,6 +21,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from keras_repro.dataset import (
     ROLES,
@@ -220,14 +221,17 @@ def download_dataset(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=download_dataset.__doc__)
-    parser.add_argument("catalog", type=Path, help="JSON file: one entry of config's 'datasets'")
-    parser.add_argument("dataset", help="the dataset's name (for messages and source.json)")
+    parser.add_argument("config", type=Path, help="YAML with a 'datasets' mapping (config.yaml)")
+    parser.add_argument("dataset", help="which entry of 'datasets' to fetch")
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt")
     parser.add_argument("--attempts", type=int, default=3, help="attempts per file and source")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    entry = json.loads(args.catalog.read_text())
+    datasets = yaml.safe_load(args.config.read_text()).get("datasets", {})
+    if args.dataset not in datasets:
+        parser.error(f"{args.config} has no datasets.{args.dataset}; known: {sorted(datasets)}")
+    entry = datasets[args.dataset]
     try:
         download_dataset(
             args.dataset,

@@ -15,10 +15,12 @@ class ReproError(Exception):
 def send_logs_to(path: str | Path) -> None:
     """Log to ``path`` and to stderr; an uncaught error is logged too, a ReproError as one line."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("")
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)],
+        # Appending: a child process may write to the same log between our lines.
+        handlers=[logging.FileHandler(path, mode="a"), logging.StreamHandler(sys.stderr)],
         force=True,
     )
 

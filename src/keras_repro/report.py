@@ -22,7 +22,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from keras_repro.compare import (
-    Divergence,
     Tolerance,
     check_initializers,
     compare_runs,
@@ -169,6 +168,13 @@ def _describe(divergence: dict[str, Any]) -> str:
     return text
 
 
+def headline_divergences(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first divergence of each seed, then every failure that belongs to no one pair."""
+    firsts = [s["first_divergence"] for s in summary["seeds"].values() if s["first_divergence"]]
+    others = [d for d in summary["divergences"] if d["kind"] in ("seed_ineffective", "initializer")]
+    return firsts + others
+
+
 def _flatten(prefix: str, value: Any) -> dict[str, str]:
     if isinstance(value, dict):
         flat: dict[str, str] = {}
@@ -186,13 +192,8 @@ def report_blocks(summary: dict[str, Any], records: list[RunRecord], plot_name: 
         else f"MISMATCH ({summary['mode_label']}): {len(summary['divergences'])} divergences"
     )
     blocks: list[Block] = [("h1", "Keras reproducibility report"), ("p", f"**Verdict: {verdict}**")]
-    if not identical:
-        firsts = [s["first_divergence"] for s in summary["seeds"].values() if s["first_divergence"]]
-        others = [
-            d for d in summary["divergences"] if d["kind"] in ("seed_ineffective", "initializer")
-        ]
-        for divergence in firsts + others:
-            blocks.append(("p", f"First divergence — {_describe(divergence)}"))
+    for divergence in headline_divergences(summary):
+        blocks.append(("p", f"First divergence — {_describe(divergence)}"))
     if summary["mode"] == "tolerance":
         blocks.append(
             (
@@ -377,13 +378,10 @@ def judge(summary_path: Path, verdict_path: Path) -> None:
     """Write ``verdict_path`` if the summary says identical; raise VerdictError otherwise."""
     summary = json.loads(Path(summary_path).read_text())
     if summary["verdict"] != "identical":
-        firsts = [s["first_divergence"] for s in summary["seeds"].values() if s["first_divergence"]]
-        others = [Divergence(**d) for d in summary["divergences"] if d["seed"] is None]
-        named = [_describe(d) for d in firsts] + [d.message for d in others]
         raise VerdictError(
             f"runs are NOT reproducible ({summary['mode_label']}): "
             f"{len(summary['divergences'])} divergences.\n"
-            + "\n".join(f"  - {line}" for line in named)
+            + "\n".join(f"  - {_describe(d)}" for d in headline_divergences(summary))
             + f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
         )
     Path(verdict_path).write_text(

@@ -186,6 +186,15 @@ class EpochWatcher(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._started)
         self.weight_digests.append(weights_sha256(self.model))
+        metrics = ", ".join(f"{name}={float(value)!r}" for name, value in (logs or {}).items())
+        log.info(
+            "epoch %d/%d done in %.1f s: %s; weights sha256 %s",
+            epoch + 1,
+            self.params["epochs"],
+            self.epoch_seconds[-1],
+            metrics,
+            self.weight_digests[-1],
+        )
 
 
 def train_and_record(
@@ -293,7 +302,9 @@ def train_in_fresh_process(
     with open(log_path, "a") as log_file:
         log_file.write(f"$ PYTHONHASHSEED={seed} {' '.join(command)}\n")
         log_file.flush()
-        finished = subprocess.run(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+        finished = subprocess.run(
+            command, env=environment, stdout=log_file, stderr=subprocess.STDOUT
+        )
     if finished.returncode != 0:
         tail = Path(log_path).read_text().splitlines()[-15:]
         raise TrainingFailed(

@@ -1,0 +1,119 @@
+"""Shared fixtures: synthetic MNIST-format data and a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_repro.dataset import NPZ_KEYS, ROLES, content_identity, encode_idx
+
+REPO = Path(__file__).resolve().parent.parent
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_arrays(n_train: int = 300, n_test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    """MNIST-shaped data a CNN can learn a little from: the label sets a bright square."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for index, label in enumerate(labels):
+            row, column = divmod(int(label), 5)
+            images[index, 4 + 12 * row : 12 + 12 * row, 2 + 5 * column : 6 + 5 * column] = 255
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    return arrays
+
+
+def write_idx_files(arrays: dict[str, np.ndarray], folder: Path) -> dict[str, dict[str, str]]:
+    """The IDX .gz quartet; returns the files by role as a config source expects them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for role in ROLES:
+        path = folder / IDX_NAMES[role]
+        path.write_bytes(gzip.compress(encode_idx(arrays[role]), mtime=0))
+        files[role] = {"name": path.name, "sha256": sha256_file(path)}
+    return files
+
+
+def write_keras_npz(arrays: dict[str, np.ndarray], path: Path) -> dict[str, dict[str, str]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{NPZ_KEYS[role]: arrays[role] for role in ROLES})
+    return {"archive": {"name": path.name, "sha256": sha256_file(path)}}
+
+
+@dataclass
+class Server:
+    """A real HTTP server on 127.0.0.1 serving ``root``, with faults planted per path."""
+
+    root: Path
+    url: str = ""
+    # path -> faults to apply to the next requests, one each: "500", "truncate" or "404"
+    faults: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    requests: list[str] = field(default_factory=list)
+
+    def count(self, name: str) -> int:
+        return sum(path.endswith("/" + name) for path in self.requests)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    state = Server(root=tmp_path / "served")
+    state.root.mkdir()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append(self.path)
+            planned = state.faults.get(self.path)
+            fault = planned.pop(0) if planned else None
+            target = state.root / self.path.lstrip("/")
+            if fault == "500":
+                self.send_error(500, "planted failure")
+                return
+            if fault == "404" or not target.is_file():
+                self.send_error(404)
+                return
+            body = target.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def arrays() -> dict[str, np.ndarray]:
+    return make_arrays()
+
+
+@pytest.fixture
+def identity(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    return content_identity(arrays)

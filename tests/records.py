@@ -1,0 +1,48 @@
+"""Run records built by hand, for tests of the comparison and the report."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from keras_repro.record import RunRecord
+
+
+def next_float32(value: float, steps: int = 1) -> float:
+    """The float32 ``steps`` ULPs above ``value``."""
+    result = np.float32(value)
+    for _ in range(steps):
+        result = np.nextafter(result, np.float32(np.inf))
+    return float(result)
+
+
+def make_record(seed: int = 812, repeat: int = 1, epochs: int = 2) -> RunRecord:
+    rng = np.random.default_rng(seed)
+    history = {
+        name: [float(np.float32(v)) for v in rng.random(epochs)]
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
+    return RunRecord(
+        seed=seed,
+        repeat=repeat,
+        history=history,
+        evaluation={"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]},
+        weight_digests=[f"{seed:04d}w{epoch}".ljust(64, "0") for epoch in range(epochs)],
+        final_weight_digest=f"{seed:04d}final".ljust(64, "0"),
+        data_digests={
+            "train": [f"{seed:04d}t{epoch}".ljust(64, "0") for epoch in range(epochs)],
+            "validation": ["v".ljust(64, "0")] * epochs,
+            "evaluate": ["v".ljust(64, "0")],
+        },
+        fingerprint={"tensorflow": "2.x", "intra_op_threads": 1, "environment": {"X": None}},
+        timings={"epoch_seconds": [1.0] * epochs, "total_seconds": 3.0},
+        settings={"epochs": epochs},
+    )
+
+
+def repeat_of(record: RunRecord, repeat: int) -> RunRecord:
+    other = copy.deepcopy(record)
+    other.repeat = repeat
+    other.timings = {"epoch_seconds": [2.0], "total_seconds": 9.0}
+    return other

@@ -1,0 +1,102 @@
+"""Config validation: defaults, and every invalid value refused with its key named."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from conftest import REPO
+
+from keras_repro.config import ConfigError, load_schema, validate_config
+
+SCHEMA = load_schema(REPO / "schemas" / "config.schema.yaml")
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def with_changes(**changes):
+    config = copy.deepcopy(CONFIG)
+    config.update(changes)
+    return config
+
+
+def test_shipped_config_is_valid():
+    config = validate_config(CONFIG, SCHEMA)
+    assert config["seeds"] == [812, 42]
+    assert config["repeats"] == 3 and config["epochs"] == 2 and config["batch_size"] == 64
+
+
+def test_every_key_has_a_default_and_a_description():
+    for key, sub in SCHEMA["properties"].items():
+        assert "default" in sub and "description" in sub, key
+        for inner, inner_sub in sub.get("properties", {}).items():
+            assert "default" in inner_sub and "description" in inner_sub, f"{key}.{inner}"
+
+
+def test_defaults_fill_an_empty_config():
+    config = validate_config({"datasets": CONFIG["datasets"]}, SCHEMA)
+    assert config["dataset"] == "mnist"
+    assert config["subset"] == {"train": None, "test": None}
+    assert config["comparison"] == {"mode": "exact", "rtol": 0.0, "atol": 0.0}
+    assert config["device"] == "auto" and config["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"repeats": 1}, "repeats: 1 is less than the minimum of 2"),
+        ({"epochs": 0}, "epochs: 0 is less than the minimum of 1"),
+        ({"seeds": [812, 812]}, "seeds: [812, 812] has non-unique elements"),
+        ({"seeds": [-1]}, "seeds[0]: -1 is less than the minimum of 0"),
+        ({"subset": {"train": -5}}, "subset.train: -5 is less than the minimum of 1"),
+        (
+            {"dataset": "cifar"},
+            "dataset: 'cifar' is not a known dataset; allowed: fashion_mnist, mnist",
+        ),
+        ({"threads": 0}, "threads: 0 is less than the minimum of 1"),
+        ({"device": "tpu"}, "device: 'tpu' is not one of ['auto', 'cpu', 'gpu']"),
+        ({"batch_size": 0}, "batch_size: 0 is less than the minimum of 1"),
+        ({"repats": 3}, "'repats' was unexpected"),
+        (
+            {"comparison": {"mode": "tolerance"}},
+            "mode is 'tolerance' but rtol and atol are both 0",
+        ),
+        ({"comparison": {"rtol": 1e-6}}, "rtol/atol are set but mode is 'exact'"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_key(changes, named):
+    with pytest.raises(ConfigError) as raised:
+        validate_config(with_changes(**changes), SCHEMA)
+    assert named in str(raised.value)
+
+
+def test_command_line_strings_are_read_as_the_schema_types():
+    # snakemake --config seeds=[1,2] 'subset={train: 100}' passes nested values as strings
+    config = validate_config(
+        with_changes(seeds=["1", "2"], subset={"train": "100", "test": "null"}), SCHEMA
+    )
+    assert config["seeds"] == [1, 2]
+    assert config["subset"] == {"train": 100, "test": None}
+
+
+def test_source_roles_must_fit_the_format():
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["mnist"]["sources"][0]["files"] = {"x": {"name": "a", "sha256": None}}
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.files: format npz needs the roles"):
+        validate_config(config, SCHEMA)
+
+
+def test_a_file_nothing_can_verify_is_refused():
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["mnist"]["sources"][0]["files"]["archive"]["sha256"] = None
+    with pytest.raises(
+        ConfigError, match=r"have no sha256 and datasets\.mnist has no content_sha256"
+    ):
+        validate_config(config, SCHEMA)
+
+
+def test_malformed_checksum_is_refused():
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["mnist"]["sources"][0]["files"]["archive"]["sha256"] = "abc"
+    with pytest.raises(ConfigError, match=r"datasets\.mnist\.sources\[0\]\.files\.archive\.sha256"):
+        validate_config(config, SCHEMA)

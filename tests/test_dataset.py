@@ -1,0 +1,145 @@
+"""Decoding, validation, subsetting and the byte-identical dataset file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import numpy as np
+import pytest
+from conftest import write_idx_files, write_keras_npz
+
+from keras_repro.dataset import (
+    DatasetError,
+    build_dataset,
+    content_identity,
+    decode_idx,
+    encode_idx,
+    load_dataset,
+    validate_arrays,
+)
+from keras_repro.download import download_dataset
+
+
+@pytest.fixture
+def download_dir(tmp_path, arrays):
+    files = write_idx_files(arrays, tmp_path / "mirror")
+    source = {
+        "name": "local",
+        "format": "idx",
+        "location": str(tmp_path / "mirror"),
+        "files": files,
+    }
+    output = tmp_path / "download"
+    download_dataset("synthetic", [source], output, attempts=1)
+    return output
+
+
+def test_idx_round_trip_is_the_canonical_encoding(arrays):
+    raw = encode_idx(arrays["train_images"])
+    assert raw[:4] == bytes([0, 0, 8, 3])
+    np.testing.assert_array_equal(decode_idx(raw), arrays["train_images"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"\x00\x00\x0d\x01" + (3).to_bytes(4, "big") + b"abc", "not an unsigned-byte IDX"),
+        (bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + b"abc", "needs 13"),
+        (b"\x00\x00", "too short"),
+    ],
+)
+def test_malformed_idx_is_refused(raw, problem):
+    with pytest.raises(DatasetError, match=problem):
+        decode_idx(raw)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda a: a.update(train_labels=np.full_like(a["train_labels"], 10)), "10 found"),
+        (lambda a: a.update(test_images=a["test_images"][:, :27]), r"\(N, 28, 28\)"),
+        (lambda a: a.update(train_labels=a["train_labels"][:-1]), "300 images but 299 labels"),
+        (lambda a: a.update(test_images=a["test_images"].astype(np.float32)), "uint8"),
+    ],
+)
+def test_invalid_arrays_are_refused(arrays, change, problem):
+    change(arrays)
+    with pytest.raises(DatasetError, match=problem):
+        validate_arrays(arrays)
+
+
+def test_counts_must_match_the_dataset_promise(arrays):
+    with pytest.raises(DatasetError, match="train: 300 examples, the dataset promises 60000"):
+        validate_arrays(arrays, {"train": 60000, "test": 100})
+
+
+def test_build_writes_subset_and_manifest(tmp_path, download_dir, arrays, identity):
+    manifest = build_dataset(
+        download_dir, tmp_path / "d.npz", tmp_path / "m.json", {"train": 50, "test": None}
+    )
+    loaded = load_dataset(tmp_path / "d.npz")
+    np.testing.assert_array_equal(loaded["train_images"], arrays["train_images"][:50])
+    np.testing.assert_array_equal(loaded["test_labels"], arrays["test_labels"])
+    assert manifest == json.loads((tmp_path / "m.json").read_text())
+    assert manifest["counts"] == {
+        "train": 50,
+        "test": 100,
+        "available_train": 300,
+        "available_test": 100,
+    }
+    assert manifest["source_content_sha256"] == identity
+    assert manifest["source"]["name"] == "local"
+    assert manifest["preprocessing"]["subset"] == {"train": 50, "test": None}
+    assert set(manifest["arrays"]) == {"x_train", "y_train", "x_test", "y_test"}
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as npz:
+        assert npz["x_train"].dtype == np.uint8
+
+
+def test_rebuild_is_byte_identical(tmp_path, download_dir):
+    subset = {"train": None, "test": 20}
+    build_dataset(download_dir, tmp_path / "a.npz", tmp_path / "a.json", subset)
+    time.sleep(2.1)  # zip timestamps have 2 s resolution: a later build must not differ
+    build_dataset(download_dir, tmp_path / "b.npz", tmp_path / "b.json", subset)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert (tmp_path / "a.json").read_text().replace("a.npz", "b.npz") == (
+        tmp_path / "b.json"
+    ).read_text()
+
+
+def test_npz_and_idx_builds_hold_the_same_arrays(tmp_path, arrays):
+    files = write_keras_npz(arrays, tmp_path / "cache" / "mnist.npz")
+    source = {"name": "cache", "format": "npz", "location": str(tmp_path / "cache"), "files": files}
+    download_dataset("synthetic", [source], tmp_path / "dl-npz", attempts=1)
+    idx_files = write_idx_files(arrays, tmp_path / "mirror")
+    source = {
+        "name": "m",
+        "format": "idx",
+        "location": str(tmp_path / "mirror"),
+        "files": idx_files,
+    }
+    download_dataset("synthetic", [source], tmp_path / "dl-idx", attempts=1)
+    subset = {"train": None, "test": None}
+    build_dataset(tmp_path / "dl-npz", tmp_path / "a.npz", tmp_path / "a.json", subset)
+    build_dataset(tmp_path / "dl-idx", tmp_path / "b.npz", tmp_path / "b.json", subset)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_subset_larger_than_the_split_is_refused(tmp_path, download_dir):
+    with pytest.raises(DatasetError, match=r"subset\.test = 500, but the test split has only 100"):
+        build_dataset(download_dir, tmp_path / "d.npz", tmp_path / "m.json", {"test": 500})
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_download_changed_after_verification_is_refused(tmp_path, download_dir, arrays):
+    path = download_dir / "train-labels-idx1-ubyte.gz"
+    changed = (arrays["train_labels"] + 1) % 10
+    path.write_bytes(gzip.compress(encode_idx(changed)))
+    with pytest.raises(DatasetError, match="changed after it was verified"):
+        build_dataset(download_dir, tmp_path / "d.npz", tmp_path / "m.json", {})
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_content_identity_ignores_compression(arrays):
+    assert content_identity(arrays) == content_identity({k: v.copy() for k, v in arrays.items()})

@@ -1,0 +1,82 @@
+"""The training CLI as a user calls it, and its batch digests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import make_arrays
+
+from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.record import read_record
+
+pytest.importorskip("tensorflow")
+from keras_repro.train import BatchDigests
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    path = tmp_path / "dataset.npz"
+    arrays = make_arrays(n_train=128, n_test=64)
+    write_npz_deterministic({NPZ_KEYS[role]: array for role, array in arrays.items()}, path)
+    return path
+
+
+def train_cli(*args: str, **environment: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "keras_repro.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **environment},
+    )
+
+
+def test_batch_digests_group_passes_and_see_order():
+    images = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    labels = np.arange(3, dtype=np.uint8)
+    forward, backward = BatchDigests(), BatchDigests()
+    for digests, order in ((forward, [0, 1]), (backward, [1, 0])):
+        for _epoch in range(2):
+            for index, batch in enumerate(order):
+                digests.add(index, images[batch : batch + 1], labels[batch : batch + 1])
+    assert len(forward.pass_digests()) == 2
+    assert forward.pass_digests()[0] == forward.pass_digests()[1]
+    assert forward.pass_digests()[0] != backward.pass_digests()[0]
+
+
+def test_cli_trains_and_two_processes_agree(tmp_path, tiny_dataset):
+    for repeat in (1, 2):
+        result = train_cli(
+            str(tiny_dataset),
+            str(tmp_path / f"r{repeat}.json"),
+            "--seed=7",
+            f"--repeat={repeat}",
+            "--epochs=2",
+            "--threads=1",
+            PYTHONHASHSEED="7",
+        )
+        assert result.returncode == 0, result.stderr
+    first, second = read_record(tmp_path / "r1.json"), read_record(tmp_path / "r2.json")
+    assert first.history == second.history
+    assert first.weight_digests == second.weight_digests and len(first.weight_digests) == 2
+    assert first.data_digests == second.data_digests
+    assert first.data_digests["train"][0] != first.data_digests["train"][1], "reshuffled per epoch"
+    assert first.data_digests["validation"] == first.data_digests["evaluate"] * 2
+    assert set(first.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path, tiny_dataset):
+    result = train_cli(
+        str(tiny_dataset),
+        str(tmp_path / "r.json"),
+        "--seed=1",
+        "--device=gpu",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    assert result.returncode == 1
+    assert "device: gpu, but TensorFlow sees no GPU" in result.stderr
+    assert not (tmp_path / "r.json").exists()

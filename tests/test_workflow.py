@@ -1,0 +1,198 @@
+"""The real snakemake CLI, end to end: synthetic data from a loopback server, and real
+Fashion-MNIST from the Debian package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, make_arrays, write_idx_files
+from records import next_float32
+
+from keras_repro.dataset import content_identity
+from keras_repro.record import read_record, write_record
+
+pytestmark = pytest.mark.workflow
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--cores",
+            "2",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # snakemake logs to stdout, jobs to stderr: read both
+        text=True,
+        timeout=900,
+    )
+
+
+def write_config(workdir: Path, **overrides: object) -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["download"] = {"timeout": 10, "attempts": 2, "backoff_seconds": 0.1}
+    config.update(overrides)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture
+def synthetic_workdir(tmp_path, server) -> Path:
+    arrays = make_arrays(n_train=320, n_test=96)
+    files = write_idx_files(arrays, server.root / "synthetic")
+    workdir = tmp_path / "work"
+    write_config(
+        workdir,
+        dataset="synthetic",
+        datasets={
+            "synthetic": {
+                "counts": {"train": 320, "test": 96},
+                "content_sha256": content_identity(arrays),
+                "sources": [
+                    {
+                        "name": "loopback",
+                        "format": "idx",
+                        "location": server.url + "synthetic/",
+                        "files": files,
+                    }
+                ],
+            }
+        },
+        seeds=[812, 42],
+        repeats=2,
+        epochs=1,
+        threads=1,
+    )
+    return workdir
+
+
+def test_invalid_config_is_refused_before_any_job(synthetic_workdir):
+    result = snakemake(synthetic_workdir, "-n", "--config", "repeats=1")
+    assert result.returncode != 0
+    assert "repeats: 1 is less than the minimum of 2" in result.stdout
+    assert not (synthetic_workdir / "results").exists()
+
+
+def test_dataset_stage_builds_the_same_bytes_again(synthetic_workdir, server):
+    result = snakemake(synthetic_workdir, "--until", "build_dataset")
+    assert result.returncode == 0, result.stdout
+    dataset = synthetic_workdir / "results/data/synthetic/dataset.npz"
+    first = dataset.read_bytes()
+    manifest = json.loads((synthetic_workdir / "results/data/synthetic/manifest.json").read_text())
+    assert manifest["source"]["name"] == "loopback"
+    assert server.count("train-images-idx3-ubyte.gz") == 1
+
+    result = snakemake(synthetic_workdir, "--until", "build_dataset", "--forceall")
+    assert result.returncode == 0, result.stdout
+    assert dataset.read_bytes() == first
+
+
+def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(synthetic_workdir):
+    result = snakemake(synthetic_workdir)
+    assert result.returncode == 0, result.stdout
+    report = synthetic_workdir / "results/report"
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["verdict"] == "identical" and summary["mode"] == "exact"
+    assert summary["runs"] == 4 and summary["seeds_differ"]
+    assert (report / "verdict.txt").read_text().startswith("identical (bit-exact)")
+    for name in ("report.html", "report.md", "histories.csv", "curves.png"):
+        assert (report / name).stat().st_size > 0
+    run = synthetic_workdir / "results/runs/seed42/repeat2"
+    record = read_record(run / "history.json")
+    assert record.fingerprint["op_determinism"] is True
+    assert record.fingerprint["intra_op_threads"] == record.fingerprint["inter_op_threads"] == 1
+    assert record.fingerprint["environment"]["PYTHONHASHSEED"] == "42"
+    assert record.fingerprint["jit_compile"] is False
+    assert len(record.weight_digests) == len(record.data_digests["train"]) == 1
+    assert "epoch 1/1 done" in (run / "train.log").read_text()
+    assert (run / "benchmark.tsv").exists()
+
+    untouched = synthetic_workdir / "results/runs/seed812/repeat1/history.json"
+    untouched_mtime = untouched.stat().st_mtime_ns
+    record.history["loss"][0] = next_float32(record.history["loss"][0])
+    write_record(record, run / "history.json")
+
+    for _attempt in range(2):  # the failure sticks until the runs agree again
+        result = snakemake(synthetic_workdir)
+        assert result.returncode != 0
+        assert "runs are NOT reproducible" in result.stdout
+        assert "seed 42, repeat 2 vs 1, epoch 1: loss at epoch 1" in result.stdout
+        assert "1 ULP (float32)" in result.stdout
+        assert "rule train" not in result.stdout, "only the comparison reruns"
+    assert untouched.stat().st_mtime_ns == untouched_mtime
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["verdict"] == "mismatch"
+    first = summary["seeds"]["42"]["first_divergence"]
+    assert (first["seed"], first["repeat"], first["epoch"], first["metric"], first["ulps"]) == (
+        42,
+        2,
+        1,
+        "loss",
+        1,
+    )
+    assert first["data_already_differed"] is False
+    assert not (report / "verdict.txt").exists()
+    assert "MISMATCH" in (report / "report.md").read_text()
+    assert "seed 42, repeat 2 vs 1, epoch 1" in (report / "report.html").read_text()
+
+
+def require_fashion_mnist() -> None:
+    if not FASHION_MNIST.is_dir():
+        message = "needs the Debian package dataset-fashion-mnist (apt-get install it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.real_data
+def test_real_fashion_mnist_builds_offline_byte_identically(tmp_path):
+    require_fashion_mnist()
+    workdir = tmp_path / "fashion"
+    write_config(workdir, dataset="fashion_mnist")
+    result = snakemake(workdir, "--until", "build_dataset")
+    assert result.returncode == 0, result.stdout
+    dataset = workdir / "results/data/fashion_mnist/dataset.npz"
+    first = dataset.read_bytes()
+    manifest = json.loads((workdir / "results/data/fashion_mnist/manifest.json").read_text())
+    assert manifest["source"]["name"] == "debian"
+    assert manifest["counts"]["train"] == 60000 and manifest["counts"]["test"] == 10000
+    result = snakemake(workdir, "--until", "build_dataset", "--forcerun", "build_dataset")
+    assert result.returncode == 0, result.stdout
+    assert dataset.read_bytes() == first
+
+
+@pytest.mark.real_data
+def test_real_fashion_mnist_trains_reproducibly(tmp_path):
+    require_fashion_mnist()
+    workdir = tmp_path / "fashion"
+    write_config(
+        workdir,
+        dataset="fashion_mnist",
+        subset={"train": 10000, "test": 2000},
+        seeds=[812, 42],
+        repeats=2,
+        epochs=1,
+        threads=1,
+    )
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stdout
+    summary = json.loads((workdir / "results/report/summary.json").read_text())
+    assert summary["verdict"] == "identical"
+    for seed in (812, 42):
+        record = read_record(workdir / f"results/runs/seed{seed}/repeat1/history.json")
+        assert record.evaluation["accuracy"] > 0.6, "one epoch on 10k images learns something"
