@@ -3,7 +3,7 @@
 import logging
 
 from keras_repro.errors import send_logs_to
-from keras_repro.train import train_in_fresh_process
+from keras_repro.launch import train_in_fresh_process
 
 send_logs_to(snakemake.log[0])
 if snakemake.threads != snakemake.params.threads:

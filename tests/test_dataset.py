@@ -22,18 +22,21 @@ from keras_repro.dataset import (
 from keras_repro.download import download_dataset
 
 
+def download_local(tmp_path, arrays, fmt: str, name: str):
+    """Generate a local source of ``fmt`` and download it: the folder build_dataset reads."""
+    folder = tmp_path / f"{name}-source"
+    if fmt == "npz":
+        files = write_keras_npz(arrays, folder / "mnist.npz")
+    else:
+        files = write_idx_files(arrays, folder)
+    source = {"name": name, "format": fmt, "location": str(folder), "files": files}
+    download_dataset("synthetic", [source], tmp_path / name, attempts=1)
+    return tmp_path / name
+
+
 @pytest.fixture
 def download_dir(tmp_path, arrays):
-    files = write_idx_files(arrays, tmp_path / "mirror")
-    source = {
-        "name": "local",
-        "format": "idx",
-        "location": str(tmp_path / "mirror"),
-        "files": files,
-    }
-    output = tmp_path / "download"
-    download_dataset("synthetic", [source], output, attempts=1)
-    return output
+    return download_local(tmp_path, arrays, "idx", "local")
 
 
 def test_idx_round_trip_is_the_canonical_encoding(arrays):
@@ -109,20 +112,11 @@ def test_rebuild_is_byte_identical(tmp_path, download_dir):
 
 
 def test_npz_and_idx_builds_hold_the_same_arrays(tmp_path, arrays):
-    files = write_keras_npz(arrays, tmp_path / "cache" / "mnist.npz")
-    source = {"name": "cache", "format": "npz", "location": str(tmp_path / "cache"), "files": files}
-    download_dataset("synthetic", [source], tmp_path / "dl-npz", attempts=1)
-    idx_files = write_idx_files(arrays, tmp_path / "mirror")
-    source = {
-        "name": "m",
-        "format": "idx",
-        "location": str(tmp_path / "mirror"),
-        "files": idx_files,
-    }
-    download_dataset("synthetic", [source], tmp_path / "dl-idx", attempts=1)
+    from_npz = download_local(tmp_path, arrays, "npz", "dl-npz")
+    from_idx = download_local(tmp_path, arrays, "idx", "dl-idx")
     subset = {"train": None, "test": None}
-    build_dataset(tmp_path / "dl-npz", tmp_path / "a.npz", tmp_path / "a.json", subset)
-    build_dataset(tmp_path / "dl-idx", tmp_path / "b.npz", tmp_path / "b.json", subset)
+    build_dataset(from_npz, tmp_path / "a.npz", tmp_path / "a.json", subset)
+    build_dataset(from_idx, tmp_path / "b.npz", tmp_path / "b.json", subset)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import make_arrays
 
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.launch import TrainingFailed, train_in_fresh_process
 from keras_repro.record import read_record
 
 pytest.importorskip("tensorflow")
@@ -79,4 +80,22 @@ def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path, tiny_dataset):
     )
     assert result.returncode == 1
     assert "device: gpu, but TensorFlow sees no GPU" in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
+    log = tmp_path / "train.log"
+    with pytest.raises(TrainingFailed, match=r"seed 3 repeat 1 exited with 1(.|\n)*missing\.npz"):
+        train_in_fresh_process(
+            tmp_path / "missing.npz",
+            tmp_path / "r.json",
+            log,
+            seed=3,
+            repeat=1,
+            epochs=1,
+            batch_size=8,
+            threads=1,
+            device="cpu",
+        )
+    assert log.read_text().startswith("$ PYTHONHASHSEED=3 ")
     assert not (tmp_path / "r.json").exists()

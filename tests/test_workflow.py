@@ -88,18 +88,22 @@ def test_invalid_config_is_refused_before_any_job(synthetic_workdir):
     assert not (synthetic_workdir / "results").exists()
 
 
-def test_dataset_stage_builds_the_same_bytes_again(synthetic_workdir, server):
-    result = snakemake(synthetic_workdir, "--until", "build_dataset")
+def build_dataset_twice(workdir: Path, dataset: str) -> dict:
+    """Run up to build_dataset, then all of it again from scratch: the same bytes."""
+    result = snakemake(workdir, "--until", "build_dataset")
     assert result.returncode == 0, result.stdout
-    dataset = synthetic_workdir / "results/data/synthetic/dataset.npz"
-    first = dataset.read_bytes()
-    manifest = json.loads((synthetic_workdir / "results/data/synthetic/manifest.json").read_text())
-    assert manifest["source"]["name"] == "loopback"
-    assert server.count("train-images-idx3-ubyte.gz") == 1
+    path = workdir / f"results/data/{dataset}/dataset.npz"
+    first = path.read_bytes()
+    result = snakemake(workdir, "--until", "build_dataset", "--forceall")
+    assert result.returncode == 0, result.stdout
+    assert path.read_bytes() == first
+    return json.loads(path.with_name("manifest.json").read_text())
 
-    result = snakemake(synthetic_workdir, "--until", "build_dataset", "--forceall")
-    assert result.returncode == 0, result.stdout
-    assert dataset.read_bytes() == first
+
+def test_dataset_stage_builds_the_same_bytes_again(synthetic_workdir, server):
+    manifest = build_dataset_twice(synthetic_workdir, "synthetic")
+    assert manifest["source"]["name"] == "loopback"
+    assert server.count("train-images-idx3-ubyte.gz") == 2, "downloaded once per build"
 
 
 def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(synthetic_workdir):
@@ -164,16 +168,9 @@ def test_real_fashion_mnist_builds_offline_byte_identically(tmp_path):
     require_fashion_mnist()
     workdir = tmp_path / "fashion"
     write_config(workdir, dataset="fashion_mnist")
-    result = snakemake(workdir, "--until", "build_dataset")
-    assert result.returncode == 0, result.stdout
-    dataset = workdir / "results/data/fashion_mnist/dataset.npz"
-    first = dataset.read_bytes()
-    manifest = json.loads((workdir / "results/data/fashion_mnist/manifest.json").read_text())
+    manifest = build_dataset_twice(workdir, "fashion_mnist")
     assert manifest["source"]["name"] == "debian"
     assert manifest["counts"]["train"] == 60000 and manifest["counts"]["test"] == 10000
-    result = snakemake(workdir, "--until", "build_dataset", "--forcerun", "build_dataset")
-    assert result.returncode == 0, result.stdout
-    assert dataset.read_bytes() == first
 
 
 @pytest.mark.real_data

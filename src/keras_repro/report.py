@@ -148,6 +148,11 @@ class Table:
 Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"image", content)
 
 
+def _divergences(summary: dict[str, Any]) -> str:
+    count = len(summary["divergences"])
+    return f"{count} divergence{'' if count == 1 else 's'}"
+
+
 def _short(digest: str | None) -> str:
     return digest[:12] if digest else "—"
 
@@ -189,7 +194,7 @@ def report_blocks(summary: dict[str, Any], records: list[RunRecord], plot_name: 
     verdict = (
         f"IDENTICAL ({summary['mode_label']}): all {summary['runs']} runs agree"
         if identical
-        else f"MISMATCH ({summary['mode_label']}): {len(summary['divergences'])} divergences"
+        else f"MISMATCH ({summary['mode_label']}): {_divergences(summary)}"
     )
     blocks: list[Block] = [("h1", "Keras reproducibility report"), ("p", f"**Verdict: {verdict}**")]
     for divergence in headline_divergences(summary):
@@ -232,22 +237,17 @@ def report_blocks(summary: dict[str, Any], records: list[RunRecord], plot_name: 
                 for r in runs
             ]
             rows.append([f"evaluate {metric}", "end", *cells])
-        for label, pick in (
-            ("weights sha256", lambda r: r.final_weight_digest),
-            ("train data sha256", lambda r: ",".join(map(_short, r.data_digests.get("train", [])))),
-        ):
-            reference_value = pick(reference)
-            rows.append(
-                [
-                    label,
-                    "all",
-                    *[
-                        (_short(pick(r)) if label.startswith("weights") else pick(r))
-                        + ("" if pick(r) == reference_value else " ✗")
-                        for r in runs
-                    ],
-                ]
-            )
+        digest_rows = (
+            ("final weights sha256", "end", lambda r: [r.final_weight_digest]),
+            ("train data sha256", "per epoch", lambda r: r.data_digests.get("train", [])),
+        )
+        for label, when, digests in digest_rows:
+            cells = [
+                ", ".join(map(_short, digests(r)))
+                + ("" if digests(r) == digests(reference) else " ✗")
+                for r in runs
+            ]
+            rows.append([label, when, *cells])
         blocks.append(("table", Table(header, rows)))
         blocks.append(
             (
@@ -380,7 +380,7 @@ def judge(summary_path: Path, verdict_path: Path) -> None:
     if summary["verdict"] != "identical":
         raise VerdictError(
             f"runs are NOT reproducible ({summary['mode_label']}): "
-            f"{len(summary['divergences'])} divergences.\n"
+            f"{_divergences(summary)}.\n"
             + "\n".join(f"  - {_describe(d)}" for d in headline_divergences(summary))
             + f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
         )

@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,10 +38,6 @@ DEVICES = ("auto", "cpu", "gpu")
 
 class DeviceError(ReproError):
     """The requested device is not available."""
-
-
-class TrainingFailed(ReproError):
-    """The training process failed; the message ends with its log."""
 
 
 def configure_tensorflow(threads: int, device: str) -> str:
@@ -271,48 +266,6 @@ def train_and_record(
     return record
 
 
-def train_in_fresh_process(
-    dataset_path: Path,
-    record_path: Path,
-    log_path: Path,
-    *,
-    seed: int,
-    repeat: int,
-    epochs: int,
-    batch_size: int,
-    threads: int,
-    device: str,
-) -> None:
-    """Run the CLI in a new interpreter, PYTHONHASHSEED set before it starts, output to a log."""
-    command = [
-        sys.executable,
-        "-m",
-        "keras_repro.train",
-        str(dataset_path),
-        str(record_path),
-        f"--seed={seed}",
-        f"--repeat={repeat}",
-        f"--epochs={epochs}",
-        f"--batch-size={batch_size}",
-        f"--threads={threads}",
-        f"--device={device}",
-    ]
-    environment = {**os.environ, "PYTHONHASHSEED": str(seed)}
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log_file:
-        log_file.write(f"$ PYTHONHASHSEED={seed} {' '.join(command)}\n")
-        log_file.flush()
-        finished = subprocess.run(
-            command, env=environment, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    if finished.returncode != 0:
-        tail = Path(log_path).read_text().splitlines()[-15:]
-        raise TrainingFailed(
-            f"training seed {seed} repeat {repeat} exited with {finished.returncode}; "
-            f"the end of {log_path}:\n" + "\n".join(tail)
-        )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Train the recipe's CNN once and write its run record (history.json). "
@@ -339,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             threads=args.threads,
             device=args.device,
         )
-    except DeviceError as error:
+    except ReproError as error:
         parser.exit(1, f"error: {error}\n")
 
 
