@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_arrays
+from conftest import make_arrays, sha256_file
 
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
 from keras_repro.launch import TrainingFailed, train_in_fresh_process
@@ -68,6 +68,7 @@ def test_cli_trains_and_two_processes_agree(tmp_path, tiny_dataset):
     assert first.data_digests["train"][0] != first.data_digests["train"][1], "reshuffled per epoch"
     assert first.data_digests["validation"] == first.data_digests["evaluate"] * 2
     assert set(first.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert first.settings["dataset_sha256"] == sha256_file(tiny_dataset)
 
 
 def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path, tiny_dataset):

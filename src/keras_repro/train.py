@@ -254,6 +254,7 @@ def train_and_record(
         },
         settings={
             "dataset": str(dataset_path),
+            "dataset_sha256": hashlib.sha256(Path(dataset_path).read_bytes()).hexdigest(),
             "epochs": epochs,
             "batch_size": batch_size,
             "threads": threads,
