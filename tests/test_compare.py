@@ -82,6 +82,16 @@ def test_differing_data_is_reported_and_flags_later_divergences():
     assert metric.metric == "loss" and metric.data_already_differed is True
 
 
+def test_differing_validation_batches_explain_validation_metrics():
+    reference = make_record()
+    other = repeat_of(reference, 2)
+    other.data_digests["validation"][1] = "d" * 64
+    other.history["val_loss"][1] += 1.0
+    found = compare_runs(reference, other)
+    assert [(d.kind, d.epoch) for d in found] == [("data", 2), ("metric", 2)]
+    assert first_divergence(found).data_already_differed is True
+
+
 def test_nan_at_the_same_place_is_equal_and_elsewhere_is_not():
     reference = make_record()
     reference.history["loss"][1] = math.nan

@@ -79,9 +79,13 @@ def values_match(a: float, b: float, tolerance: Tolerance | None) -> bool:
     return abs(a - b) <= tolerance.atol + tolerance.rtol * abs(b)
 
 
-def _metric_order(name: str) -> tuple[bool, str]:
-    # Within an epoch: training metrics, then the weights at its end, then validation.
-    return (name.startswith("val_"), name)
+# Where a divergence falls within an epoch, in the order training produces things: the batches
+# fed, the training metrics, the weights at the epoch's end, then validation.
+DATA, TRAINING, WEIGHTS, VALIDATION = range(4)
+
+
+def _phase(metric: str) -> int:
+    return VALIDATION if metric.startswith("val_") else TRAINING
 
 
 def _describe_values(reference: float, value: float) -> tuple[str, int | None, str]:
@@ -95,8 +99,8 @@ def compare_runs(
 ) -> list[Divergence]:
     """Every difference between two runs of one seed, in the order training produced them."""
     where = {"seed": other.seed, "repeat": other.repeat, "reference_repeat": reference.repeat}
-    timeline: list[tuple[tuple[int, int, bool, str], Divergence]] = []
-    data_differed_from: int | None = None
+    timeline: list[tuple[tuple[float, int, str], Divergence]] = []
+    first_data_epoch = math.inf
 
     for split in ("train", "validation", "evaluate"):
         ref_passes = reference.data_digests.get(split, [])
@@ -105,8 +109,7 @@ def compare_runs(
             if a == b:
                 continue
             epoch = index + 1 if split != "evaluate" else None
-            if split == "train" and (data_differed_from is None or index + 1 < data_differed_from):
-                data_differed_from = index + 1
+            first_data_epoch = min(first_data_epoch, epoch or math.inf)
             divergence = Divergence(
                 kind="data",
                 message=f"{split} batches of pass {index + 1} differ (digest {a} vs {b})",
@@ -116,12 +119,12 @@ def compare_runs(
                 value=b,
                 **where,
             )
-            timeline.append(((epoch or math.inf, -1, False, split), divergence))
+            timeline.append(((epoch or math.inf, DATA, split), divergence))
 
     def data_differed(epoch: int | None) -> bool:
-        return data_differed_from is not None and (epoch is None or data_differed_from <= epoch)
+        return first_data_epoch <= (epoch or math.inf)
 
-    for name in sorted(set(reference.history) | set(other.history), key=_metric_order):
+    for name in sorted(set(reference.history) | set(other.history)):
         if name not in reference.history or name not in other.history:
             side = "the reference" if name not in reference.history else f"repeat {other.repeat}"
             divergence = Divergence(
@@ -130,7 +133,7 @@ def compare_runs(
                 metric=name,
                 **where,
             )
-            timeline.append(((0, 0, False, name), divergence))
+            timeline.append(((0, _phase(name), name), divergence))
             continue
         ref_values, values = reference.history[name], other.history[name]
         for index, (a, b) in enumerate(zip(ref_values, values, strict=False)):
@@ -149,7 +152,7 @@ def compare_runs(
                 data_already_differed=data_differed(index + 1),
                 **where,
             )
-            timeline.append(((index + 1, 1, *_metric_order(name)), divergence))
+            timeline.append(((index + 1, _phase(name), name), divergence))
         if len(ref_values) != len(values):
             epoch = min(len(ref_values), len(values)) + 1
             divergence = Divergence(
@@ -159,7 +162,7 @@ def compare_runs(
                 metric=name,
                 **where,
             )
-            timeline.append(((epoch, 1, *_metric_order(name)), divergence))
+            timeline.append(((epoch, _phase(name), name), divergence))
 
     if tolerance is None:
         for index, (a, b) in enumerate(
@@ -176,7 +179,7 @@ def compare_runs(
                     data_already_differed=data_differed(index + 1),
                     **where,
                 )
-                timeline.append(((index + 1, 1, False, "~weights"), divergence))
+                timeline.append(((index + 1, WEIGHTS, "weights"), divergence))
         if reference.final_weight_digest != other.final_weight_digest:
             divergence = Divergence(
                 kind="weights",
@@ -187,7 +190,7 @@ def compare_runs(
                 data_already_differed=data_differed(None),
                 **where,
             )
-            timeline.append(((math.inf, 0, False, "final_weights"), divergence))
+            timeline.append(((math.inf, WEIGHTS, "final_weights"), divergence))
 
     for name in sorted(set(reference.evaluation) | set(other.evaluation)):
         a, b = reference.evaluation.get(name), other.evaluation.get(name)
@@ -209,7 +212,7 @@ def compare_runs(
             data_already_differed=data_differed(None),
             **where,
         )
-        timeline.append(((math.inf, 1, False, name), divergence))
+        timeline.append(((math.inf, VALIDATION, name), divergence))
 
     return [divergence for _, divergence in sorted(timeline, key=lambda item: item[0])]
 
