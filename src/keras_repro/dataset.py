@@ -12,9 +12,7 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from keras_repro.errors import ReproError
-from keras_repro.record import write_json_atomic
+from keras_repro.files import atomic_write, write_json_atomic
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 # The array names inside Keras' mnist.npz, which the dataset file keeps.
@@ -154,21 +152,13 @@ def array_sha256(array: np.ndarray) -> str:
 
 def write_npz_deterministic(arrays: dict[str, np.ndarray], path: Path) -> None:
     """An uncompressed npz with fixed entry order and timestamps, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
-            for name in sorted(arrays):
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]))
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, binary=True) as handle, zipfile.ZipFile(handle, "w") as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]))
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
 
 
 def load_dataset(path: Path) -> dict[str, np.ndarray]:

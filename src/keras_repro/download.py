@@ -13,7 +13,6 @@ import hashlib
 import http.client
 import logging
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +31,7 @@ from keras_repro.dataset import (
     validate_arrays,
 )
 from keras_repro.errors import ReproError
-from keras_repro.record import write_json_atomic
+from keras_repro.files import staging_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +180,9 @@ def download_dataset(
 ) -> dict[str, Any]:
     """Fill ``output_dir`` from the first source whose files all verify; returns source.json."""
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for source in sources:
-        staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
+        staging = staging_dir(output_dir)
         try:
             verified = _try_source(
                 source, content_sha256, expected_counts, staging, timeout, attempts, backoff_seconds

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from keras import initializers
 
-from keras_repro.record import write_json_atomic
+from keras_repro.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keras_repro.errors import ReproError
+from keras_repro.files import write_json_atomic
 
 RECORD_FORMAT = "keras-repro/run-record"
 RECORD_FORMAT_VERSION = 1
@@ -70,21 +69,6 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
     data["history"] = {name: encode_floats(v) for name, v in record.history.items()}
     data["evaluation"] = {name: encode_floats([v]) for name, v in record.evaluation.items()}
     return {"format": RECORD_FORMAT, "format_version": RECORD_FORMAT_VERSION, **data}
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_record(record: RunRecord, path: Path) -> None:

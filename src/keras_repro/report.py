@@ -29,7 +29,8 @@ from keras_repro.compare import (
     first_divergence,
 )
 from keras_repro.errors import ReproError
-from keras_repro.record import RunRecord, read_record, write_json_atomic
+from keras_repro.files import write_json_atomic
+from keras_repro.record import RunRecord, read_record
 
 CURVE_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
