@@ -146,7 +146,7 @@ class Table:
     rows: list[list[str]]
 
 
-Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"image", content)
+Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"verdict"|"table"|"image", content)
 
 
 def _divergences(summary: dict[str, Any]) -> str:
@@ -197,7 +197,10 @@ def report_blocks(summary: dict[str, Any], records: list[RunRecord], plot_name: 
         if identical
         else f"MISMATCH ({summary['mode_label']}): {_divergences(summary)}"
     )
-    blocks: list[Block] = [("h1", "Keras reproducibility report"), ("p", f"**Verdict: {verdict}**")]
+    blocks: list[Block] = [
+        ("h1", "Keras reproducibility report"),
+        ("verdict", (identical, f"Verdict: {verdict}")),
+    ]
     for divergence in headline_divergences(summary):
         blocks.append(("p", f"First divergence — {_describe(divergence)}"))
     if summary["mode"] == "tolerance":
@@ -284,16 +287,24 @@ def report_blocks(summary: dict[str, Any], records: list[RunRecord], plot_name: 
     )
     blocks.append(("h2", "Environment fingerprints"))
     flat = [_flatten("", r.fingerprint) for r in records]
-    keys = sorted(set().union(*flat))
     rows = []
-    for key in keys:
+    for key in sorted(set().union(*flat)):
         values = [f.get(key, "—") for f in flat]
-        marker = "" if len(set(values)) == 1 else " ✗"
+        per_seed = defaultdict(set)
+        for record, value in zip(records, values, strict=True):
+            per_seed[record.seed].add(value)
+        marker = " ✗" if any(len(seen) > 1 for seen in per_seed.values()) else ""
         rows.append([key + marker, *values])
     blocks.append(
         ("table", Table(["field"] + [f"seed {r.seed} repeat {r.repeat}" for r in records], rows))
     )
-    blocks.append(("p", "✗ marks a field that differs between runs."))
+    blocks.append(
+        (
+            "p",
+            "✗ marks a field that differs between repeats of one seed (PYTHONHASHSEED is the "
+            "seed, so it differs between seeds by design).",
+        )
+    )
     return blocks
 
 
@@ -310,6 +321,8 @@ def render_markdown(blocks: list[Block]) -> str:
             lines += [f"## {content}", ""]
         elif kind == "p":
             lines += [content, ""]
+        elif kind == "verdict":
+            lines += [f"**{content[1]}**", ""]
         elif kind == "image":
             lines += [f"![training curves]({content})", ""]
         elif kind == "table":
@@ -320,24 +333,28 @@ def render_markdown(blocks: list[Block]) -> str:
     return "\n".join(lines)
 
 
+def _html_cell(text: str) -> str:
+    differs = ' class="differs"' if text.endswith(" ✗") else ""
+    return f"<td{differs}>{html.escape(text)}</td>"
+
+
 def render_html(blocks: list[Block], image_png: bytes) -> str:
     body = []
     for kind, content in blocks:
         if kind in ("h1", "h2"):
             body.append(f"<{kind}>{html.escape(content)}</{kind}>")
         elif kind == "p":
-            text = html.escape(content)
-            if text.startswith("**") and text.endswith("**"):
-                text = f"<strong>{text[2:-2]}</strong>"
-            body.append(f"<p>{text}</p>")
+            body.append(f"<p>{html.escape(content)}</p>")
+        elif kind == "verdict":
+            identical, text = content
+            body.append(f'<p class="{"ok" if identical else "bad"}">{html.escape(text)}</p>')
         elif kind == "image":
             encoded = base64.b64encode(image_png).decode()
             body.append(f'<img alt="training curves" src="data:image/png;base64,{encoded}">')
         elif kind == "table":
             head = "".join(f"<th>{html.escape(h)}</th>" for h in content.header)
             rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in content.rows
+                "<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in content.rows
             )
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
     style = (
@@ -345,6 +362,8 @@ def render_html(blocks: list[Block], image_png: bytes) -> str:
         "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
         "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left;vertical-align:top}"
         "th{background:#eee}img{max-width:100%}"
+        ".ok,.bad{font-weight:bold;padding:.5em;border-radius:4px}"
+        ".ok{background:#d4edda}.bad,.differs{background:#f8d7da}"
     )
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
