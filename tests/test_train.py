@@ -100,3 +100,24 @@ def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
         )
     assert log.read_text().startswith("$ PYTHONHASHSEED=3 ")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_launcher_fixes_the_child_environment(tmp_path, tiny_dataset, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # as a scheduler granting 7 cores would
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    train_in_fresh_process(
+        tiny_dataset,
+        tmp_path / "r.json",
+        tmp_path / "train.log",
+        seed=5,
+        repeat=2,
+        epochs=1,
+        batch_size=32,
+        threads=1,
+        device="cpu",
+    )
+    record = read_record(tmp_path / "r.json")
+    assert record.fingerprint["environment"]["PYTHONHASHSEED"] == "5"
+    assert record.fingerprint["environment"]["OMP_NUM_THREADS"] == "1"
+    assert record.fingerprint["intra_op_threads"] == 1 and record.repeat == 2
+    assert "epoch 1/1 done" in (tmp_path / "train.log").read_text()

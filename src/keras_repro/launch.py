@@ -44,7 +44,8 @@ def train_in_fresh_process(
         f"--threads={threads}",
         f"--device={device}",
     ]
-    environment = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    # The scheduler sets OMP_NUM_THREADS from the cores it grants; the run's own count wins.
+    environment = {**os.environ, "PYTHONHASHSEED": str(seed), "OMP_NUM_THREADS": str(threads)}
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log_file:
         log_file.write(f"$ PYTHONHASHSEED={seed} {' '.join(command)}\n")
