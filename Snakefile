@@ -6,6 +6,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     seed=r"\d+",

@@ -14,14 +14,10 @@ os.environ.update(
     )
 )
 
-from keras_repro.config import ConfigError, load_schema, validate_config
+from keras_repro.config import ConfigError, validate_config
 
 try:
-    config.update(
-        validate_config(
-            config, load_schema(Path(workflow.basedir) / "schemas/config.schema.yaml")
-        )
-    )
+    config.update(validate_config(config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -51,10 +47,3 @@ def initializer_draws():
 
 def gpus_per_run():
     return 1 if config["device"] == "gpu" else 0
-
-
-def tolerance():
-    comparison = config["comparison"]
-    if comparison["mode"] == "exact":
-        return None
-    return {"rtol": comparison["rtol"], "atol": comparison["atol"]}

@@ -7,7 +7,7 @@ rule download:
     retries: 1
     localrule: True
     conda:
-        "../envs/keras.yaml"
+        "../envs/analysis.yaml"
     params:
         sources=lambda wildcards: dataset_entry(wildcards)["sources"],
         content_sha256=lambda wildcards: dataset_entry(wildcards).get("content_sha256"),
@@ -28,7 +28,7 @@ rule build_dataset:
     log:
         "results/logs/build_dataset/{dataset}.log",
     conda:
-        "../envs/keras.yaml"
+        "../envs/analysis.yaml"
     params:
         subset=config["subset"],
         counts=lambda wildcards: dataset_entry(wildcards).get("counts"),

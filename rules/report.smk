@@ -23,9 +23,9 @@ rule compare:
     log:
         "results/logs/compare.log",
     conda:
-        "../envs/keras.yaml"
+        "../envs/analysis.yaml"
     params:
-        tolerance=tolerance(),
+        comparison=config["comparison"],
     script:
         "../scripts/compare.py"
 
@@ -33,13 +33,13 @@ rule compare:
 # Judged apart from compare: a failing job loses its outputs, and the report must stay.
 rule verdict:
     input:
-        rules.compare.output.summary,
+        summary=rules.compare.output.summary,
     output:
-        "results/report/verdict.txt",
+        verdict="results/report/verdict.txt",
     log:
         "results/logs/verdict.log",
     localrule: True
     conda:
-        "../envs/keras.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/verdict.py"

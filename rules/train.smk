@@ -31,6 +31,6 @@ rule initializers:
     conda:
         "../envs/keras.yaml"
     params:
-        global_seed=config["seeds"][0],
+        global_seed=config["initializer_global_seed"],
     script:
         "../scripts/initializers.py"

@@ -1,9 +1,9 @@
 """Snakemake adapter: decode, validate and subset the download into the one dataset file."""
 
 from keras_repro.dataset import build_dataset
-from keras_repro.errors import send_logs_to
+from keras_repro.logs import configure_logging
 
-send_logs_to(snakemake.log[0])
+configure_logging(snakemake.log[0])
 build_dataset(
     snakemake.input[0],
     snakemake.output.dataset,

@@ -1,16 +1,19 @@
-"""Snakemake adapter: compare every run and write the report (the verdict is judged apart)."""
-
-from pathlib import Path
+"""Snakemake adapter: compare every run and write each report file (the verdict is judged apart)."""
 
 from keras_repro.compare import Tolerance
-from keras_repro.errors import send_logs_to
-from keras_repro.report import write_report
+from keras_repro.logs import configure_logging
+from keras_repro.report import ReportPaths, write_report
 
-send_logs_to(snakemake.log[0])
-tolerance = snakemake.params.tolerance
+configure_logging(snakemake.log[0])
 write_report(
     snakemake.input.records,
     snakemake.input.initializers,
-    Path(snakemake.output.summary).parent,
-    Tolerance(**tolerance) if tolerance else None,
+    ReportPaths(
+        summary=snakemake.output.summary,
+        markdown=snakemake.output.markdown,
+        html=snakemake.output.html,
+        histories=snakemake.output.histories,
+        curves=snakemake.output.curves,
+    ),
+    Tolerance.from_config(snakemake.params.comparison),
 )

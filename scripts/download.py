@@ -1,9 +1,9 @@
 """Snakemake adapter: fetch and verify the dataset's files from the first source that works."""
 
 from keras_repro.download import download_dataset
-from keras_repro.errors import send_logs_to
+from keras_repro.logs import configure_logging
 
-send_logs_to(snakemake.log[0])
+configure_logging(snakemake.log[0])
 download_dataset(
     snakemake.wildcards.dataset,
     snakemake.params.sources,

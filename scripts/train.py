@@ -2,10 +2,10 @@
 
 import logging
 
-from keras_repro.errors import send_logs_to
 from keras_repro.launch import train_in_fresh_process
+from keras_repro.logs import configure_logging
 
-send_logs_to(snakemake.log[0])
+configure_logging(snakemake.log[0])
 if snakemake.threads != snakemake.params.threads:
     logging.warning(
         "the scheduler granted %d threads, the run uses %d as configured (results depend "

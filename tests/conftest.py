@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import shutil
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +76,11 @@ class Server:
         return sum(path.endswith("/" + name) for path in self.requests)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    state = Server(root=tmp_path / "served")
-    state.root.mkdir()
+@contextmanager
+def serving(root: Path) -> Iterator[Server]:
+    """A real HTTP server on 127.0.0.1 serving ``root``, for as long as the block runs."""
+    state = Server(root=root)
+    state.root.mkdir(parents=True, exist_ok=True)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -104,9 +107,17 @@ def server(tmp_path: Path) -> Iterator[Server]:
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with serving(tmp_path / "served") as state:
+        yield state
 
 
 @pytest.fixture
@@ -117,3 +128,25 @@ def arrays() -> dict[str, np.ndarray]:
 @pytest.fixture
 def identity(arrays: dict[str, np.ndarray]) -> dict[str, str]:
     return content_identity(arrays)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tiny synthetic workflow, run once to the end; copy it (``copied_run``) to change it."""
+    from workflows import snakemake, write_synthetic_config
+
+    root = tmp_path_factory.mktemp("finished")
+    with serving(root / "served") as state:
+        workdir = root / "work"
+        write_synthetic_config(workdir, state.root, state.url)
+        result = snakemake(workdir)
+        assert result.returncode == 0, result.stdout
+        yield workdir
+
+
+@pytest.fixture
+def copied_run(finished_run: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run, metadata and timestamps included, for a test to change."""
+    copy = tmp_path / "work"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    return copy

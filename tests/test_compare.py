@@ -163,7 +163,7 @@ def draws(**overrides):
 
 def test_initializer_claims_hold_for_matching_processes():
     rows, divergences = check_initializers([draws(), draws()])
-    assert divergences == [] and all(row["holds"] for row in rows)
+    assert divergences == [] and all(row.holds for row in rows)
 
 
 @pytest.mark.parametrize(

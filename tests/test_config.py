@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import yaml
 from conftest import REPO
 
-from keras_repro.config import ConfigError, load_schema, validate_config
+from keras_repro.config import ConfigError, load_schema, stale_generated_files, validate_config
 
 SCHEMA = load_schema(REPO / "schemas" / "config.schema.yaml")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -100,3 +101,34 @@ def test_malformed_checksum_is_refused():
     config["datasets"]["mnist"]["sources"][0]["files"]["archive"]["sha256"] = "abc"
     with pytest.raises(ConfigError, match=r"datasets\.mnist\.sources\[0\]\.files\.archive\.sha256"):
         validate_config(config, SCHEMA)
+
+
+def test_config_yaml_and_readme_agree_with_the_schema():
+    assert stale_generated_files(REPO) == [], "run: keras-repro-config update"
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "README.md"])
+def test_a_default_changed_outside_the_schema_is_caught(tmp_path, name):
+    for file in ("config.yaml", "README.md"):
+        shutil.copy(REPO / file, tmp_path / file)
+    edited = tmp_path / name
+    old = "`[812, 42]`" if name == "README.md" else "seeds: [812, 42]"
+    assert old in edited.read_text()
+    edited.write_text(edited.read_text().replace(old, old.replace("812, 42", "812, 43")))
+    assert stale_generated_files(tmp_path) == [edited]
+
+
+def test_the_clis_take_their_defaults_from_the_schema(monkeypatch):
+    schema = copy.deepcopy(SCHEMA)
+    schema["properties"]["initializer_global_seed"]["default"] = 7
+    monkeypatch.setattr("keras_repro.config._cached_schema", lambda path: schema)
+    captured = {}
+    monkeypatch.setattr(
+        "keras_repro.initializers.draw_initializers",
+        lambda global_seed, initializer_seed: captured.update(seed=global_seed) or {},
+    )
+    monkeypatch.setattr("keras_repro.initializers.write_json_atomic", lambda data, path: None)
+    from keras_repro import initializers
+
+    initializers.main(["out.json"])
+    assert captured["seed"] == 7

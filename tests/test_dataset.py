@@ -30,7 +30,9 @@ def download_local(tmp_path, arrays, fmt: str, name: str):
     else:
         files = write_idx_files(arrays, folder)
     source = {"name": name, "format": fmt, "location": str(folder), "files": files}
-    download_dataset("synthetic", [source], tmp_path / name, attempts=1)
+    download_dataset(
+        "synthetic", [source], tmp_path / name, timeout=5, attempts=1, backoff_seconds=0
+    )
     return tmp_path / name
 
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import REPO, make_arrays, write_idx_files
 from records import next_float32
+from workflows import snakemake, write_config, write_synthetic_config
 
-from keras_repro.dataset import content_identity
 from keras_repro.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
@@ -22,62 +19,10 @@ pytestmark = pytest.mark.workflow
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--cores",
-            "2",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # snakemake logs to stdout, jobs to stderr: read both
-        text=True,
-        timeout=900,
-    )
-
-
-def write_config(workdir: Path, **overrides: object) -> None:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["download"] = {"timeout": 10, "attempts": 2, "backoff_seconds": 0.1}
-    config.update(overrides)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-
-
 @pytest.fixture
 def synthetic_workdir(tmp_path, server) -> Path:
-    arrays = make_arrays(n_train=320, n_test=96)
-    files = write_idx_files(arrays, server.root / "synthetic")
     workdir = tmp_path / "work"
-    write_config(
-        workdir,
-        dataset="synthetic",
-        datasets={
-            "synthetic": {
-                "counts": {"train": 320, "test": 96},
-                "content_sha256": content_identity(arrays),
-                "sources": [
-                    {
-                        "name": "loopback",
-                        "format": "idx",
-                        "location": server.url + "synthetic/",
-                        "files": files,
-                    }
-                ],
-            }
-        },
-        seeds=[812, 42],
-        repeats=2,
-        epochs=1,
-        threads=1,
-    )
+    write_synthetic_config(workdir, server.root, server.url)
     return workdir
 
 
@@ -106,9 +51,8 @@ def test_dataset_stage_builds_the_same_bytes_again(synthetic_workdir, server):
     assert server.count("train-images-idx3-ubyte.gz") == 2, "downloaded once per build"
 
 
-def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(synthetic_workdir):
-    result = snakemake(synthetic_workdir)
-    assert result.returncode == 0, result.stdout
+def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(copied_run):
+    synthetic_workdir = copied_run
     report = synthetic_workdir / "results/report"
     summary = json.loads((report / "summary.json").read_text())
     assert summary["verdict"] == "identical" and summary["mode"] == "exact"
@@ -193,3 +137,21 @@ def test_real_fashion_mnist_trains_reproducibly(tmp_path):
     for seed in (812, 42):
         record = read_record(workdir / f"results/runs/seed{seed}/repeat1/history.json")
         assert record.evaluation["accuracy"] > 0.6, "one epoch on 10k images learns something"
+
+
+def test_snakemake_report_holds_the_verdict_the_curves_and_the_table(copied_run, tmp_path):
+    bundle = tmp_path / "report.zip"
+    result = snakemake(copied_run, "--report", str(bundle))
+    assert result.returncode == 0, result.stdout
+    with zipfile.ZipFile(bundle) as archive:
+        # the files wrapped in report() lie under data/raw/<hash>/, beside Snakemake's pages
+        results = {
+            Path(name).name: archive.read(name) for name in archive.namelist() if "/raw/" in name
+        }
+        pages = b"".join(archive.read(name) for name in archive.namelist())
+    assert set(results) == {"report.html", "curves.png", "histories.csv"}
+    assert b"Verdict: IDENTICAL (bit-exact): all 4 runs agree" in results["report.html"]
+    assert results["curves.png"].startswith(b"\x89PNG")
+    assert results["histories.csv"].startswith(b"seed,repeat,epoch,metric,value,value_hex")
+    # the workflow-level caption, rendered with the config
+    assert b"2 times for each of the seeds" in pages

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,8 +19,19 @@ class Tolerance:
     rtol: float = 0.0
     atol: float = 0.0
 
+    @classmethod
+    def from_config(cls, comparison: dict[str, Any]) -> Tolerance | None:
+        """The config's ``comparison`` section: None (bit-exact) unless mode is tolerance."""
+        if comparison["mode"] == "exact":
+            return None
+        return cls(rtol=comparison["rtol"], atol=comparison["atol"])
+
     def describe(self) -> str:
         return f"within tolerance (rtol={self.rtol:g}, atol={self.atol:g})"
+
+
+def describe_mode(tolerance: Tolerance | None) -> str:
+    return "bit-exact" if tolerance is None else tolerance.describe()
 
 
 @dataclass
@@ -79,119 +91,155 @@ def values_match(a: float, b: float, tolerance: Tolerance | None) -> bool:
     return abs(a - b) <= tolerance.atol + tolerance.rtol * abs(b)
 
 
+def describe_values(reference: float, value: float) -> tuple[str, int | None, str]:
+    ulps, dtype = ulp_distance(reference, value)
+    distance = f"{ulps} ULP ({dtype})" if ulps is not None else "NaN on one side"
+    return f"{reference!r} vs {value!r}, {distance}", ulps, dtype
+
+
 # Where a divergence falls within an epoch, in the order training produces things: the batches
-# fed, the training metrics, the weights at the epoch's end, then validation.
+# fed, the training metrics, the weights at the epoch's end, then validation. A divergence's
+# place on the timeline is (epoch, phase, name); math.inf stands for "after the last epoch".
 DATA, TRAINING, WEIGHTS, VALIDATION = range(4)
+Timeline = Iterator[tuple[tuple[float, int, str], Divergence]]
 
 
 def _phase(metric: str) -> int:
     return VALIDATION if metric.startswith("val_") else TRAINING
 
 
-def _describe_values(reference: float, value: float) -> tuple[str, int | None, str]:
-    ulps, dtype = ulp_distance(reference, value)
-    distance = f"{ulps} ULP ({dtype})" if ulps is not None else "NaN on one side"
-    return f"{reference!r} vs {value!r}, {distance}", ulps, dtype
+def _first_data_epoch(reference: RunRecord, other: RunRecord) -> float:
+    """The first epoch whose training or validation batches differed (math.inf: none)."""
+    first = math.inf
+    for split in ("train", "validation"):
+        pairs = itertools.zip_longest(
+            reference.data_digests.get(split, []), other.data_digests.get(split, [])
+        )
+        for epoch, (a, b) in enumerate(pairs, start=1):
+            if a != b:
+                first = min(first, epoch)
+                break
+    return first
 
 
-def compare_runs(
-    reference: RunRecord, other: RunRecord, tolerance: Tolerance | None = None
-) -> list[Divergence]:
-    """Every difference between two runs of one seed, in the order training produced them."""
-    where = {"seed": other.seed, "repeat": other.repeat, "reference_repeat": reference.repeat}
-    timeline: list[tuple[tuple[float, int, str], Divergence]] = []
-    first_data_epoch = math.inf
-
+def _data_divergences(reference: RunRecord, other: RunRecord, where: dict[str, Any]) -> Timeline:
     for split in ("train", "validation", "evaluate"):
-        ref_passes = reference.data_digests.get(split, [])
-        passes = other.data_digests.get(split, [])
-        for index, (a, b) in enumerate(itertools.zip_longest(ref_passes, passes)):
+        pairs = itertools.zip_longest(
+            reference.data_digests.get(split, []), other.data_digests.get(split, [])
+        )
+        for index, (a, b) in enumerate(pairs):
             if a == b:
                 continue
             epoch = index + 1 if split != "evaluate" else None
-            first_data_epoch = min(first_data_epoch, epoch or math.inf)
-            divergence = Divergence(
-                kind="data",
-                message=f"{split} batches of pass {index + 1} differ (digest {a} vs {b})",
-                epoch=epoch,
-                metric=f"data.{split}",
-                reference_value=a,
-                value=b,
-                **where,
+            yield (
+                (epoch or math.inf, DATA, split),
+                Divergence(
+                    kind="data",
+                    message=f"{split} batches of pass {index + 1} differ (digest {a} vs {b})",
+                    epoch=epoch,
+                    metric=f"data.{split}",
+                    reference_value=a,
+                    value=b,
+                    **where,
+                ),
             )
-            timeline.append(((epoch or math.inf, DATA, split), divergence))
 
-    def data_differed(epoch: int | None) -> bool:
-        return first_data_epoch <= (epoch or math.inf)
 
+def _history_divergences(
+    reference: RunRecord,
+    other: RunRecord,
+    tolerance: Tolerance | None,
+    where: dict[str, Any],
+    data_epoch: float,
+) -> Timeline:
     for name in sorted(set(reference.history) | set(other.history)):
         if name not in reference.history or name not in other.history:
             side = "the reference" if name not in reference.history else f"repeat {other.repeat}"
-            divergence = Divergence(
-                kind="missing_metric",
-                message=f"metric {name!r} missing in {side}",
-                metric=name,
-                **where,
+            yield (
+                (0, _phase(name), name),
+                Divergence(
+                    kind="missing_metric",
+                    message=f"metric {name!r} missing in {side}",
+                    metric=name,
+                    **where,
+                ),
             )
-            timeline.append(((0, _phase(name), name), divergence))
             continue
         ref_values, values = reference.history[name], other.history[name]
-        for index, (a, b) in enumerate(zip(ref_values, values, strict=False)):
+        for epoch, (a, b) in enumerate(zip(ref_values, values, strict=False), start=1):
             if values_match(a, b, tolerance):
                 continue
-            text, ulps, dtype = _describe_values(a, b)
-            divergence = Divergence(
-                kind="metric",
-                message=f"{name} at epoch {index + 1}: {text}",
-                epoch=index + 1,
-                metric=name,
-                reference_value=a.hex(),
-                value=b.hex(),
-                ulps=ulps,
-                ulp_dtype=dtype,
-                data_already_differed=data_differed(index + 1),
-                **where,
+            text, ulps, dtype = describe_values(a, b)
+            yield (
+                (epoch, _phase(name), name),
+                Divergence(
+                    kind="metric",
+                    message=f"{name} at epoch {epoch}: {text}",
+                    epoch=epoch,
+                    metric=name,
+                    reference_value=a.hex(),
+                    value=b.hex(),
+                    ulps=ulps,
+                    ulp_dtype=dtype,
+                    data_already_differed=data_epoch <= epoch,
+                    **where,
+                ),
             )
-            timeline.append(((index + 1, _phase(name), name), divergence))
         if len(ref_values) != len(values):
             epoch = min(len(ref_values), len(values)) + 1
-            divergence = Divergence(
-                kind="length",
-                message=f"{name}: {len(ref_values)} epochs in the reference, {len(values)} here",
-                epoch=epoch,
-                metric=name,
-                **where,
+            yield (
+                (epoch, _phase(name), name),
+                Divergence(
+                    kind="length",
+                    message=f"{name}: {len(ref_values)} epochs in the reference, {len(values)} here",
+                    epoch=epoch,
+                    metric=name,
+                    **where,
+                ),
             )
-            timeline.append(((epoch, _phase(name), name), divergence))
 
-    if tolerance is None:
-        for index, (a, b) in enumerate(
-            itertools.zip_longest(reference.weight_digests, other.weight_digests)
-        ):
-            if a != b:
-                divergence = Divergence(
+
+def _weight_divergences(
+    reference: RunRecord, other: RunRecord, where: dict[str, Any], data_epoch: float
+) -> Timeline:
+    pairs = itertools.zip_longest(reference.weight_digests, other.weight_digests)
+    for epoch, (a, b) in enumerate(pairs, start=1):
+        if a != b:
+            yield (
+                (epoch, WEIGHTS, "weights"),
+                Divergence(
                     kind="weights",
-                    message=f"weights after epoch {index + 1} differ",
-                    epoch=index + 1,
+                    message=f"weights after epoch {epoch} differ",
+                    epoch=epoch,
                     metric="weights",
                     reference_value=a,
                     value=b,
-                    data_already_differed=data_differed(index + 1),
+                    data_already_differed=data_epoch <= epoch,
                     **where,
-                )
-                timeline.append(((index + 1, WEIGHTS, "weights"), divergence))
-        if reference.final_weight_digest != other.final_weight_digest:
-            divergence = Divergence(
+                ),
+            )
+    if reference.final_weight_digest != other.final_weight_digest:
+        yield (
+            (math.inf, WEIGHTS, "final_weights"),
+            Divergence(
                 kind="weights",
                 message="final weights differ",
                 metric="final_weights",
                 reference_value=reference.final_weight_digest,
                 value=other.final_weight_digest,
-                data_already_differed=data_differed(None),
+                data_already_differed=data_epoch < math.inf,
                 **where,
-            )
-            timeline.append(((math.inf, WEIGHTS, "final_weights"), divergence))
+            ),
+        )
 
+
+def _evaluation_divergences(
+    reference: RunRecord,
+    other: RunRecord,
+    tolerance: Tolerance | None,
+    where: dict[str, Any],
+    data_epoch: float,
+) -> Timeline:
     for name in sorted(set(reference.evaluation) | set(other.evaluation)):
         a, b = reference.evaluation.get(name), other.evaluation.get(name)
         if a is not None and b is not None and values_match(a, b, tolerance):
@@ -199,21 +247,39 @@ def compare_runs(
         if a is None or b is None:
             message, ulps, dtype = f"evaluate() {name!r} missing on one side", None, None
         else:
-            text, ulps, dtype = _describe_values(a, b)
+            text, ulps, dtype = describe_values(a, b)
             message = f"evaluate() {name}: {text}"
-        divergence = Divergence(
-            kind="evaluation",
-            message=message,
-            metric=f"evaluate.{name}",
-            reference_value=a.hex() if a is not None else None,
-            value=b.hex() if b is not None else None,
-            ulps=ulps,
-            ulp_dtype=dtype,
-            data_already_differed=data_differed(None),
-            **where,
+        yield (
+            (math.inf, VALIDATION, name),
+            Divergence(
+                kind="evaluation",
+                message=message,
+                metric=f"evaluate.{name}",
+                reference_value=a.hex() if a is not None else None,
+                value=b.hex() if b is not None else None,
+                ulps=ulps,
+                ulp_dtype=dtype,
+                data_already_differed=data_epoch < math.inf,
+                **where,
+            ),
         )
-        timeline.append(((math.inf, VALIDATION, name), divergence))
 
+
+def compare_runs(
+    reference: RunRecord, other: RunRecord, tolerance: Tolerance | None = None
+) -> list[Divergence]:
+    """Every difference between two runs of one seed, in the order training produced them.
+
+    Weight digests can only be judged bit for bit, so a tolerance leaves them out.
+    """
+    where = {"seed": other.seed, "repeat": other.repeat, "reference_repeat": reference.repeat}
+    data_epoch = _first_data_epoch(reference, other)
+    timeline = [
+        *_data_divergences(reference, other, where),
+        *_history_divergences(reference, other, tolerance, where, data_epoch),
+        *(_weight_divergences(reference, other, where, data_epoch) if tolerance is None else ()),
+        *_evaluation_divergences(reference, other, tolerance, where, data_epoch),
+    ]
     return [divergence for _, divergence in sorted(timeline, key=lambda item: item[0])]
 
 
@@ -243,54 +309,58 @@ def compare_seeds(references: dict[int, RunRecord]) -> list[Divergence]:
     return divergences
 
 
-def check_initializers(
-    draws: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], list[Divergence]]:
-    """The recipe's initializer claims, per process and across processes.
+@dataclass
+class InitializerCheck:
+    check: str
+    claim: str
+    holds: bool
+    detail: str
 
-    Returns one table row per check and the failed ones as divergences.
-    """
-    rows, divergences = [], []
 
-    def check(name: str, claim: str, holds: bool, detail: str) -> None:
-        rows.append({"check": name, "claim": claim, "holds": holds, "detail": detail})
-        if not holds:
-            divergences.append(
-                Divergence(kind="initializer", message=f"{name}: {claim} does not hold ({detail})")
-            )
-
+def _initializer_checks(draws: list[dict[str, Any]]) -> Iterator[InitializerCheck]:
     first = draws[0]
     for initializer, values in first["seeded"].items():
         per_process = [d["seeded"][initializer] for d in draws]
-        same_in_process = all(v[0] == v[1] for v in per_process)
         same_across = all(v == per_process[0] for v in per_process)
-        shown = float.fromhex(values[0])
-        check(
+        yield InitializerCheck(
             initializer,
             "seed=42 repeats within and across processes",
-            same_in_process and same_across,
-            f"{shown!r} in process 1" + ("" if same_across else f"; per process {per_process}"),
+            same_across and all(v[0] == v[1] for v in per_process),
+            f"{float.fromhex(values[0])!r} in process 1"
+            + ("" if same_across else f"; per process {per_process}"),
         )
     for index, draw in enumerate(draws, start=1):
         a, b = draw["same_seed_objects"]
-        check(
+        yield InitializerCheck(
             f"GlorotNormal(seed=42) × 2, process {index}",
             "two objects with the same seed give equal values",
             a == b,
             f"{sum(x != y for x, y in zip(a, b, strict=False))} of {len(a)} values differ",
         )
         c, d = draw["unseeded_objects"]
-        check(
+        yield InitializerCheck(
             f"GlorotNormal() × 2, process {index}",
             "two unseeded objects differ from each other",
             c != d,
             f"{sum(x != y for x, y in zip(c, d, strict=False))} of {len(c)} values differ",
         )
-    repeated = all(d["unseeded_objects"] == first["unseeded_objects"] for d in draws)
-    check(
+    yield InitializerCheck(
         "GlorotNormal() across processes",
         "unseeded draws repeat across processes after set_random_seed",
-        repeated,
+        all(d["unseeded_objects"] == first["unseeded_objects"] for d in draws),
         f"{len(draws)} processes compared",
     )
-    return rows, divergences
+
+
+def check_initializers(
+    draws: list[dict[str, Any]],
+) -> tuple[list[InitializerCheck], list[Divergence]]:
+    """The recipe's initializer claims, per process and across processes: every check, and
+    the failed ones as divergences."""
+    checks = list(_initializer_checks(draws))
+    failed = [
+        Divergence(kind="initializer", message=f"{c.check}: {c.claim} does not hold ({c.detail})")
+        for c in checks
+        if not c.holds
+    ]
+    return checks, failed

@@ -1,8 +1,19 @@
-"""Validate the workflow's config against its JSON schema, fill defaults, check what it can't."""
+"""The workflow's config: its schema is the one source of every default and description.
+
+``config.yaml`` and the README's configuration table are generated from the schema
+(``keras-repro-config update``) and a test checks that they still agree with it; the CLIs take
+their defaults from it too.
+"""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import functools
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +23,43 @@ import yaml
 from keras_repro.dataset import ROLES
 from keras_repro.errors import ReproError
 
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SOURCE_ROLES = {"npz": {"archive"}, "idx": set(ROLES)}
+README_TABLE_START = (
+    "<!-- config table: generated from the schema by `keras-repro-config update` -->"
+)
+README_TABLE_END = "<!-- end of config table -->"
 
 
 class ConfigError(ReproError, ValueError):
     """The config cannot be used; the message names each offending key."""
 
 
-def load_schema(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(Path(path).read_text())
+@functools.cache
+def _cached_schema(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    return copy.deepcopy(_cached_schema(Path(path)))
+
+
+def defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The complete default config."""
+    filled: dict[str, Any] = {}
+    _fill_defaults(filled, schema or load_schema())
+    return filled
 
 
 def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
     for key, subschema in schema.get("properties", {}).items():
+        default = subschema.get("default")
         if key not in instance and "default" in subschema:
-            instance[key] = copy.deepcopy(subschema["default"])
+            instance[key] = copy.deepcopy(default)
+        elif isinstance(instance.get(key), dict) and isinstance(default, dict):
+            # A mapping given in part keeps the default's other entries (e.g. datasets).
+            for name, value in default.items():
+                instance[key].setdefault(name, copy.deepcopy(value))
         if isinstance(instance.get(key), dict):
             _fill_defaults(instance[key], subschema)
 
@@ -108,8 +141,9 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def validate_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return ``config`` with defaults filled in, or raise ConfigError listing every problem."""
+    schema = schema or load_schema()
     filled = _coerce(copy.deepcopy(config), schema)
     _fill_defaults(filled, schema)
     problems = _schema_problems(filled, schema)
@@ -121,3 +155,143 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str,
             + "\n".join(f"  - {p}" for p in problems)
         )
     return filled
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """A config file, validated, with defaults filled in (for the CLIs)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return validate_config(data)
+
+
+# -- config.yaml and the README table, generated from the schema ------------------------------
+
+
+def _described_keys(
+    schema: dict[str, Any], prefix: str = ""
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, subschema in schema.get("properties", {}).items():
+        yield prefix + key, subschema
+        yield from _described_keys(subschema, f"{prefix}{key}.")
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    return textwrap.wrap(
+        " ".join(text.split()), 96, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# "
+    )
+
+
+def _inline(value: Any) -> str:
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=1000).removesuffix("\n...\n").strip()
+    )
+
+
+def render_config_yaml(schema: dict[str, Any] | None = None) -> str:
+    """config.yaml: every key with its default, each described by a comment from the schema."""
+    schema = schema or load_schema()
+    lines = [
+        "# The workflow's config with every default; override keys here or with --config.",
+        "# Generated from src/keras_repro/config.schema.yaml (`keras-repro-config update`),",
+        "# which validates every value before a job runs.",
+    ]
+    for key, subschema in schema["properties"].items():
+        lines += ["", *_comment(subschema["description"], "")]
+        default = subschema["default"]
+        if subschema.get("properties"):
+            lines.append(f"{key}:")
+            for inner, inner_schema in subschema["properties"].items():
+                lines += _comment(inner_schema["description"], "  ")
+                lines.append(f"  {inner}: {_inline(inner_schema['default'])}")
+        elif isinstance(default, dict) and default:
+            block = yaml.safe_dump({key: default}, sort_keys=False, width=100)
+            lines += block.rstrip("\n").splitlines()
+        else:
+            lines.append(f"{key}: {_inline(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_readme_table(schema: dict[str, Any] | None = None) -> str:
+    schema = schema or load_schema()
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for key, subschema in _described_keys(schema):
+        if subschema.get("properties"):
+            continue
+        default = subschema.get("default")
+        shown = (
+            ", ".join(f"`{name}`" for name in default) + " (see `config.yaml`)"
+            if isinstance(default, dict) and default
+            else f"`{_inline(default)}`"
+        )
+        meaning = " ".join(subschema["description"].split()).replace("|", "\\|")
+        rows.append(f"| `{key}` | {shown} | {meaning} |")
+    return "\n".join([README_TABLE_START, *rows, README_TABLE_END])
+
+
+def _with_readme_table(readme: str, table: str) -> str:
+    start, end = readme.find(README_TABLE_START), readme.find(README_TABLE_END)
+    if start < 0 or end < start:
+        raise ConfigError(
+            f"README.md has no config table between {README_TABLE_START!r} and "
+            f"{README_TABLE_END!r}; add both markers where the table belongs"
+        )
+    return readme[:start] + table + readme[end + len(README_TABLE_END) :]
+
+
+def stale_generated_files(root: Path) -> list[Path]:
+    """The files under ``root`` (config.yaml, README.md) that disagree with the schema."""
+    expected = {
+        root / "config.yaml": render_config_yaml(),
+        root / "README.md": _with_readme_table(
+            (root / "README.md").read_text(), render_readme_table()
+        ),
+    }
+    return [path for path, text in expected.items() if path.read_text() != text]
+
+
+def update_generated_files(root: Path) -> list[Path]:
+    """Rewrite config.yaml and the README table from the schema; returns what changed."""
+    stale = stale_generated_files(root)
+    (root / "config.yaml").write_text(render_config_yaml())
+    readme = root / "README.md"
+    readme.write_text(_with_readme_table(readme.read_text(), render_readme_table()))
+    return stale
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("update", "rewrite config.yaml and README.md's table from the schema"),
+        ("check", "exit 1 if config.yaml or README.md's table disagree with the schema"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("root", type=Path, nargs="?", default=Path("."), help="the repo")
+    commands.add_parser("defaults", help="print the default config as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "defaults":
+        json.dump(defaults(), sys.stdout, indent=1)
+        print()
+        return
+    try:
+        changed = (update_generated_files if args.command == "update" else stale_generated_files)(
+            args.root
+        )
+    except ConfigError as error:
+        parser.exit(1, f"error: {error}\n")
+    if args.command == "check" and changed:
+        parser.exit(
+            1,
+            f"out of date with the schema: {', '.join(map(str, changed))}; "
+            "run keras-repro-config update\n",
+        )
+    for path in changed:
+        print(f"updated {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from keras_repro.digest import arrays_sha256
 from keras_repro.errors import ReproError
 from keras_repro.files import atomic_write, write_json_atomic
+from keras_repro.logs import configure_logging
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 # The array names inside Keras' mnist.npz, which the dataset file keeps.
@@ -144,12 +146,6 @@ def take_subset(
     return result
 
 
-def array_sha256(array: np.ndarray) -> str:
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def write_npz_deterministic(arrays: dict[str, np.ndarray], path: Path) -> None:
     """An uncompressed npz with fixed entry order and timestamps, written atomically."""
     with atomic_write(path, binary=True) as handle, zipfile.ZipFile(handle, "w") as archive:
@@ -192,7 +188,7 @@ def build_dataset(
         "dataset_file": Path(dataset_path).name,
         "arrays": {
             key: {
-                "sha256": array_sha256(array),
+                "sha256": arrays_sha256((key, array)),
                 "dtype": array.dtype.str,
                 "shape": list(array.shape),
             }
@@ -222,13 +218,22 @@ def parse_subset(value: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from keras_repro.config import defaults  # here: config imports this module
+
     parser = argparse.ArgumentParser(description=build_dataset.__doc__)
     parser.add_argument("download_dir", type=Path, help="folder written by keras-repro-download")
     parser.add_argument("dataset", type=Path, help="dataset file to write (.npz)")
     parser.add_argument("manifest", type=Path, help="manifest to write (.json)")
-    parser.add_argument("--train", type=parse_subset, default=None, help="first N (default all)")
-    parser.add_argument("--test", type=parse_subset, default=None, help="first N (default all)")
+    subset = defaults()["subset"]
+    for split in ("train", "test"):
+        parser.add_argument(
+            f"--{split}",
+            type=parse_subset,
+            default=subset[split],
+            help=f"first N {split} examples, or all (default {subset[split] or 'all'})",
+        )
     args = parser.parse_args(argv)
+    configure_logging()
     try:
         build_dataset(
             args.download_dir, args.dataset, args.manifest, {"train": args.train, "test": args.test}

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from keras_repro.config import defaults, load_config
 from keras_repro.dataset import (
     ROLES,
     DatasetError,
@@ -32,6 +31,7 @@ from keras_repro.dataset import (
 )
 from keras_repro.errors import ReproError
 from keras_repro.files import staging_dir, write_json_atomic
+from keras_repro.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,10 @@ def download_dataset(
     output_dir: Path,
     content_sha256: dict[str, str] | None = None,
     expected_counts: dict[str, int] | None = None,
-    timeout: float = 60.0,
-    attempts: int = 3,
-    backoff_seconds: float = 2.0,
+    *,
+    timeout: float,
+    attempts: int,
+    backoff_seconds: float,
 ) -> dict[str, Any]:
     """Fill ``output_dir`` from the first source whose files all verify; returns source.json."""
     output_dir = Path(output_dir)
@@ -219,28 +220,31 @@ def download_dataset(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=download_dataset.__doc__)
-    parser.add_argument("config", type=Path, help="YAML with a 'datasets' mapping (config.yaml)")
-    parser.add_argument("dataset", help="which entry of 'datasets' to fetch")
+    parser.add_argument("dataset", help="which entry of the config's 'datasets' to fetch")
     parser.add_argument("output_dir", type=Path)
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt")
-    parser.add_argument("--attempts", type=int, default=3, help="attempts per file and source")
+    parser.add_argument(
+        "--config", type=Path, help="a config file (default: the built-in datasets and settings)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    datasets = yaml.safe_load(args.config.read_text()).get("datasets", {})
-    if args.dataset not in datasets:
-        parser.error(f"{args.config} has no datasets.{args.dataset}; known: {sorted(datasets)}")
-    entry = datasets[args.dataset]
+    configure_logging()
     try:
+        config = load_config(args.config) if args.config else defaults()
+        if args.dataset not in config["datasets"]:
+            raise DownloadError(
+                f"no dataset {args.dataset!r}; known: {', '.join(sorted(config['datasets']))}"
+            )
+        entry, settings = config["datasets"][args.dataset], config["download"]
         download_dataset(
             args.dataset,
             entry["sources"],
             args.output_dir,
-            entry.get("content_sha256"),
-            entry.get("counts"),
-            args.timeout,
-            args.attempts,
+            content_sha256=entry.get("content_sha256"),
+            expected_counts=entry.get("counts"),
+            timeout=settings["timeout"],
+            attempts=settings["attempts"],
+            backoff_seconds=settings["backoff_seconds"],
         )
-    except DownloadError as error:
+    except ReproError as error:
         parser.exit(1, f"error: {error}\n")
 
 

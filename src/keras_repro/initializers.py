@@ -12,7 +12,9 @@ import numpy as np
 import tensorflow as tf
 from keras import initializers
 
+from keras_repro.config import defaults
 from keras_repro.files import write_json_atomic
+from keras_repro.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ INITIALIZERS = (
     initializers.LecunUniform,
     initializers.Orthogonal,
 )
+# The recipe seeds every initializer with 42 (and the global generator with its own seed).
+RECIPE_INITIALIZER_SEED = 42
 # The recipe's shapes: one value per seeded draw, a 3×5 kernel for the object comparisons.
 OBJECT_SHAPE = (3, 5)
 
@@ -37,7 +41,9 @@ def as_hex(values: Any) -> list[str]:
     return [float(v).hex() for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
-def draw_initializers(global_seed: int, initializer_seed: int = 42) -> dict[str, Any]:
+def draw_initializers(
+    global_seed: int, initializer_seed: int = RECIPE_INITIALIZER_SEED
+) -> dict[str, Any]:
     """Draw what the recipe draws, as exact hex floats, after ``set_random_seed(global_seed)``."""
     keras.utils.set_random_seed(global_seed)
     tf.config.experimental.enable_op_determinism()
@@ -66,10 +72,10 @@ def draw_initializers(global_seed: int, initializer_seed: int = 42) -> dict[str,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=draw_initializers.__doc__)
     parser.add_argument("output", type=Path, help="JSON file to write")
-    parser.add_argument("--global-seed", type=int, default=812)
-    parser.add_argument("--initializer-seed", type=int, default=42)
+    parser.add_argument("--global-seed", type=int, default=defaults()["initializer_global_seed"])
+    parser.add_argument("--initializer-seed", type=int, default=RECIPE_INITIALIZER_SEED)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     write_json_atomic(draw_initializers(args.global_seed, args.initializer_seed), args.output)
 
 

@@ -26,9 +26,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from keras_repro.config import defaults
 from keras_repro.dataset import load_dataset
+from keras_repro.digest import arrays_sha256, sequence_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
+from keras_repro.logs import configure_logging
 from keras_repro.record import RunRecord, write_record
 
 log = logging.getLogger(__name__)
@@ -101,14 +104,10 @@ class BatchDigests:
     def add(self, index: int, images: np.ndarray, labels: np.ndarray) -> None:
         if index == 0:
             self.passes.append([])
-        digest = hashlib.sha256()
-        for array in (images, labels):
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-        self.passes[-1].append(digest.hexdigest())
+        self.passes[-1].append(arrays_sha256(("images", images), ("labels", labels)))
 
     def pass_digests(self) -> list[str]:
-        return [hashlib.sha256("".join(p).encode()).hexdigest() for p in self.passes]
+        return [sequence_sha256(batches) for batches in self.passes]
 
 
 def observed(dataset: tf.data.Dataset, digests: BatchDigests) -> tf.data.Dataset:
@@ -158,12 +157,9 @@ def make_pipelines(
 
 def weights_sha256(model: keras.Model) -> str:
     """One digest of every weight: path, dtype, shape and bytes, in the model's order."""
-    digest = hashlib.sha256()
-    for variable in model.weights:
-        value = np.asarray(keras.ops.convert_to_numpy(variable))
-        digest.update(f"{variable.path}|{value.dtype.str}|{value.shape}|".encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
-    return digest.hexdigest()
+    return arrays_sha256(
+        *((variable.path, keras.ops.convert_to_numpy(variable)) for variable in model.weights)
+    )
 
 
 class EpochWatcher(keras.callbacks.Callback):
@@ -198,10 +194,10 @@ def train_and_record(
     *,
     seed: int,
     repeat: int,
-    epochs: int = 2,
-    batch_size: int = 64,
-    threads: int = 1,
-    device: str = "auto",
+    epochs: int,
+    batch_size: int,
+    threads: int,
+    device: str,
 ) -> RunRecord:
     """Train the recipe's model once and write its run record to ``record_path``."""
     started = time.perf_counter()
@@ -268,6 +264,7 @@ def train_and_record(
 
 
 def main(argv: list[str] | None = None) -> None:
+    default = defaults()
     parser = argparse.ArgumentParser(
         description="Train the recipe's CNN once and write its run record (history.json). "
         "Set PYTHONHASHSEED before starting Python, e.g. PYTHONHASHSEED=812 keras-repro-train ..."
@@ -276,12 +273,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("record", type=Path, help="run record to write (history.json)")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--repeat", type=int, default=0, help="which repeat this is (recorded)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="TF intra- and inter-op threads")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--epochs", type=int, default=default["epochs"])
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
+    parser.add_argument(
+        "--threads", type=int, default=default["threads"], help="TF intra- and inter-op threads"
+    )
+    parser.add_argument("--device", choices=DEVICES, default=default["device"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()
     try:
         train_and_record(
             args.dataset,

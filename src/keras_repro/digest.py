@@ -1,0 +1,28 @@
+"""The one way arrays are hashed: the dataset's arrays, the batches fed, the weights."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def update_with_arrays(digest: hashlib._Hash, named: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Feed each array framed by its name, dtype and shape, so that no two inputs hash alike."""
+    for name, array in named:
+        contiguous = np.ascontiguousarray(array)
+        digest.update(f"{name}|{contiguous.dtype.str}|{contiguous.shape}|".encode())
+        digest.update(contiguous.reshape(-1).view(np.uint8))
+
+
+def arrays_sha256(*named: tuple[str, np.ndarray]) -> str:
+    """sha256 of ``(name, array)`` pairs, in the order given."""
+    digest = hashlib.sha256()
+    update_with_arrays(digest, named)
+    return digest.hexdigest()
+
+
+def sequence_sha256(digests: Iterable[str]) -> str:
+    """One digest of an ordered sequence of hex digests (e.g. every batch of an epoch)."""
+    return hashlib.sha256("".join(digests).encode()).hexdigest()
