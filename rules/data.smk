@@ -1,6 +1,6 @@
 rule download:
     output:
-        directory("results/download/{dataset}"),
+        source="results/download/{dataset}/source.json",
     log:
         "results/logs/download/{dataset}.log",
     # Attempts within a source are retried with backoff in code; this is one more pass.
@@ -21,7 +21,7 @@ rule download:
 
 rule build_dataset:
     input:
-        rules.download.output,
+        source=rules.download.output.source,
     output:
         dataset="results/data/{dataset}/dataset.npz",
         manifest="results/data/{dataset}/manifest.json",

@@ -5,7 +5,7 @@ from keras_repro.logs import configure_logging
 
 configure_logging(snakemake.log[0])
 build_dataset(
-    snakemake.input[0],
+    snakemake.input.source,
     snakemake.output.dataset,
     snakemake.output.manifest,
     subset=snakemake.params.subset,

@@ -7,7 +7,7 @@ configure_logging(snakemake.log[0])
 download_dataset(
     snakemake.wildcards.dataset,
     snakemake.params.sources,
-    snakemake.output[0],
+    snakemake.output.source,
     content_sha256=snakemake.params.content_sha256,
     expected_counts=snakemake.params.counts,
     timeout=snakemake.params.timeout,

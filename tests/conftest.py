@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import threading
 from collections import defaultdict
@@ -19,6 +20,10 @@ import pytest
 from keras_repro.dataset import NPZ_KEYS, ROLES, content_identity, encode_idx
 
 REPO = Path(__file__).resolve().parent.parent
+# Processes the tests start (CLIs, snakemake jobs) import this checkout's package too.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+)
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",

@@ -30,10 +30,9 @@ def download_local(tmp_path, arrays, fmt: str, name: str):
     else:
         files = write_idx_files(arrays, folder)
     source = {"name": name, "format": fmt, "location": str(folder), "files": files}
-    download_dataset(
-        "synthetic", [source], tmp_path / name, timeout=5, attempts=1, backoff_seconds=0
-    )
-    return tmp_path / name
+    record = tmp_path / name / "source.json"
+    download_dataset("synthetic", [source], record, timeout=5, attempts=1, backoff_seconds=0)
+    return record
 
 
 @pytest.fixture
@@ -129,7 +128,7 @@ def test_subset_larger_than_the_split_is_refused(tmp_path, download_dir):
 
 
 def test_download_changed_after_verification_is_refused(tmp_path, download_dir, arrays):
-    path = download_dir / "train-labels-idx1-ubyte.gz"
+    path = download_dir.with_name("train-labels-idx1-ubyte.gz")
     changed = (arrays["train_labels"] + 1) % 10
     path.write_bytes(gzip.compress(encode_idx(changed)))
     with pytest.raises(DatasetError, match="changed after it was verified"):

@@ -40,7 +40,9 @@ def assert_nothing_written(output: Path) -> None:
 
 def test_good_npz_is_accepted_with_its_content_identity(tmp_path, server, arrays, identity):
     output = tmp_path / "out" / "mnist"
-    record = download_dataset("mnist", [npz_source(server, arrays)], output, identity, **FAST)
+    record = download_dataset(
+        "mnist", [npz_source(server, arrays)], output / "source.json", identity, **FAST
+    )
     assert record["name"] == "keras"
     assert record["content_sha256"] == identity
     assert json.loads((output / "source.json").read_text()) == record
@@ -52,7 +54,7 @@ def test_wrong_checksum_is_a_clear_error_and_writes_nothing(tmp_path, server, ar
     source["files"]["archive"]["sha256"] = "0" * 64
     output = tmp_path / "out" / "mnist"
     with pytest.raises(DownloadError, match=r"sha256 [0-9a-f]{64}, expected 0{64}"):
-        download_dataset("mnist", [source], output, **FAST)
+        download_dataset("mnist", [source], output / "source.json", **FAST)
     assert_nothing_written(output)
     assert server.count("mnist.npz") == 1, "a checksum mismatch is not transient: no retry"
 
@@ -60,7 +62,7 @@ def test_wrong_checksum_is_a_clear_error_and_writes_nothing(tmp_path, server, ar
 def test_one_server_error_then_success_is_retried(tmp_path, server, arrays):
     source = npz_source(server, arrays)
     server.faults["/mnist.npz"] = ["500"]
-    download_dataset("mnist", [source], tmp_path / "out" / "mnist", **FAST)
+    download_dataset("mnist", [source], tmp_path / "out" / "mnist" / "source.json", **FAST)
     assert server.count("mnist.npz") == 2
 
 
@@ -69,7 +71,7 @@ def test_truncated_body_is_retried_and_then_refused(tmp_path, server, arrays):
     server.faults["/mnist.npz"] = ["truncate"] * 3
     output = tmp_path / "out" / "mnist"
     with pytest.raises(DownloadError, match="truncated"):
-        download_dataset("mnist", [source], output, **FAST)
+        download_dataset("mnist", [source], output / "source.json", **FAST)
     assert_nothing_written(output)
     assert server.count("mnist.npz") == 3
 
@@ -77,7 +79,9 @@ def test_truncated_body_is_retried_and_then_refused(tmp_path, server, arrays):
 def test_truncated_once_then_complete_is_accepted(tmp_path, server, arrays, identity):
     source = npz_source(server, arrays)
     server.faults["/mnist.npz"] = ["truncate"]
-    record = download_dataset("mnist", [source], tmp_path / "out" / "m", identity, **FAST)
+    record = download_dataset(
+        "mnist", [source], tmp_path / "out" / "m" / "source.json", identity, **FAST
+    )
     assert record["content_sha256"] == identity
 
 
@@ -89,7 +93,10 @@ def test_not_found_is_not_retried_and_the_next_source_is_used(tmp_path, server, 
         "files": {"archive": {"name": "mnist.npz", "sha256": None}},
     }
     record = download_dataset(
-        "mnist", [missing, idx_source(server, arrays)], tmp_path / "out" / "m", **FAST
+        "mnist",
+        [missing, idx_source(server, arrays)],
+        tmp_path / "out" / "m" / "source.json",
+        **FAST,
     )
     assert record["name"] == "mirror"
     assert server.requests.count("/nowhere/mnist.npz") == 1
@@ -101,7 +108,7 @@ def test_all_sources_down_gives_one_message_listing_each(tmp_path, server, array
     server.faults["/idx/train-images-idx3-ubyte.gz"] = ["500"] * 3
     output = tmp_path / "out" / "mnist"
     with pytest.raises(DownloadError) as raised:
-        download_dataset("mnist", [down, broken], output, **FAST)
+        download_dataset("mnist", [down, broken], output / "source.json", **FAST)
     message = str(raised.value)
     assert "every source failed" in message
     assert "- down (" in message and "Connection refused" in message
@@ -114,7 +121,9 @@ def test_recompressed_mirror_is_verified_by_content_identity(tmp_path, server, a
     source = idx_source(server, arrays)
     for entry in source["files"].values():
         entry["sha256"] = None
-    record = download_dataset("mnist", [source], tmp_path / "out" / "m", identity, **FAST)
+    record = download_dataset(
+        "mnist", [source], tmp_path / "out" / "m" / "source.json", identity, **FAST
+    )
     assert record["content_sha256"] == identity
 
 
@@ -125,7 +134,7 @@ def test_wrong_content_is_refused_even_without_file_checksums(tmp_path, server, 
         entry["sha256"] = None
     output = tmp_path / "out" / "m"
     with pytest.raises(DownloadError, match=r"content identity differs.*train_labels"):
-        download_dataset("mnist", [source], output, identity, **FAST)
+        download_dataset("mnist", [source], output / "source.json", identity, **FAST)
     assert_nothing_written(output)
 
 
@@ -135,13 +144,19 @@ def test_local_copies_are_sources_too(tmp_path, arrays, identity, as_url):
     files = write_keras_npz(arrays, folder / "mnist.npz")
     location = folder.as_uri() if as_url else str(folder)
     source = {"name": "cache", "format": "npz", "location": location, "files": files}
-    record = download_dataset("mnist", [source], tmp_path / "out" / "m", identity, **FAST)
+    record = download_dataset(
+        "mnist", [source], tmp_path / "out" / "m" / "source.json", identity, **FAST
+    )
     assert record["name"] == "cache"
 
 
 def test_npz_and_idx_sources_give_identical_arrays(tmp_path, server, arrays, identity):
-    from_npz = download_dataset("d", [npz_source(server, arrays)], tmp_path / "a", **FAST)
-    from_idx = download_dataset("d", [idx_source(server, arrays)], tmp_path / "b", **FAST)
+    from_npz = download_dataset(
+        "d", [npz_source(server, arrays)], tmp_path / "a" / "source.json", **FAST
+    )
+    from_idx = download_dataset(
+        "d", [idx_source(server, arrays)], tmp_path / "b" / "source.json", **FAST
+    )
     assert from_npz["content_sha256"] == from_idx["content_sha256"] == identity
     a = read_source_arrays("npz", {"archive": tmp_path / "a" / "mnist.npz"})
     b = read_source_arrays(

@@ -163,22 +163,24 @@ def load_dataset(path: Path) -> dict[str, np.ndarray]:
 
 
 def build_dataset(
-    download_dir: Path,
+    source_record: Path,
     dataset_path: Path,
     manifest_path: Path,
     subset: dict[str, int | None],
     expected_counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Decode the downloaded source, validate it, take the subset, write dataset + manifest."""
-    download_dir = Path(download_dir)
-    source = json.loads((download_dir / "source.json").read_text())
-    files = {role: download_dir / entry["name"] for role, entry in source["files"].items()}
+    source_record = Path(source_record)
+    source = json.loads(source_record.read_text())
+    files = {
+        role: source_record.with_name(entry["name"]) for role, entry in source["files"].items()
+    }
     arrays = read_source_arrays(source["format"], files)
     validate_arrays(arrays, expected_counts)
     identity = content_identity(arrays)
     if identity != source["content_sha256"]:
         raise DatasetError(
-            f"{download_dir}: the data decodes to content {identity}, but source.json "
+            f"{source_record.parent}: the data decodes to content {identity}, but {source_record.name} "
             f"recorded {source['content_sha256']}; the download was changed after it was "
             "verified. Delete the folder and run the workflow again."
         )
@@ -221,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     from keras_repro.config import defaults  # here: config imports this module
 
     parser = argparse.ArgumentParser(description=build_dataset.__doc__)
-    parser.add_argument("download_dir", type=Path, help="folder written by keras-repro-download")
+    parser.add_argument(
+        "source_record", type=Path, help="source.json written by keras-repro-download"
+    )
     parser.add_argument("dataset", type=Path, help="dataset file to write (.npz)")
     parser.add_argument("manifest", type=Path, help="manifest to write (.json)")
     subset = defaults()["subset"]
@@ -236,7 +240,10 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     try:
         build_dataset(
-            args.download_dir, args.dataset, args.manifest, {"train": args.train, "test": args.test}
+            args.source_record,
+            args.dataset,
+            args.manifest,
+            {"train": args.train, "test": args.test},
         )
     except DatasetError as error:
         parser.exit(1, f"error: {error}\n")

@@ -171,7 +171,7 @@ def _try_source(
 def download_dataset(
     dataset: str,
     sources: list[dict[str, Any]],
-    output_dir: Path,
+    record_path: Path,
     content_sha256: dict[str, str] | None = None,
     expected_counts: dict[str, int] | None = None,
     *,
@@ -179,8 +179,13 @@ def download_dataset(
     attempts: int,
     backoff_seconds: float,
 ) -> dict[str, Any]:
-    """Fill ``output_dir`` from the first source whose files all verify; returns source.json."""
-    output_dir = Path(output_dir)
+    """Fetch the dataset from the first source whose files all verify.
+
+    The verified files and ``record_path`` (source.json: which source, each file's sha256, the
+    content identity) fill the folder ``record_path`` lies in; returns the record.
+    """
+    record_path = Path(record_path)
+    output_dir = record_path.parent
     failures = []
     for source in sources:
         staging = staging_dir(output_dir)
@@ -203,7 +208,7 @@ def download_dataset(
             "location": source["location"],
             **verified,
         }
-        write_json_atomic(record, staging / "source.json")
+        write_json_atomic(record, staging / record_path.name)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)
@@ -221,7 +226,9 @@ def download_dataset(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=download_dataset.__doc__)
     parser.add_argument("dataset", help="which entry of the config's 'datasets' to fetch")
-    parser.add_argument("output_dir", type=Path)
+    parser.add_argument(
+        "record", type=Path, help="source.json to write; the files land in its folder"
+    )
     parser.add_argument(
         "--config", type=Path, help="a config file (default: the built-in datasets and settings)"
     )
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         download_dataset(
             args.dataset,
             entry["sources"],
-            args.output_dir,
+            args.record,
             content_sha256=entry.get("content_sha256"),
             expected_counts=entry.get("counts"),
             timeout=settings["timeout"],

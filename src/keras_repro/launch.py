@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras_repro
 from keras_repro.errors import ReproError
+
+PACKAGE_ROOT = str(Path(keras_repro.__file__).resolve().parent.parent)
 
 
 class TrainingFailed(ReproError):
@@ -45,7 +48,13 @@ def train_in_fresh_process(
         f"--device={device}",
     ]
     # The scheduler sets OMP_NUM_THREADS from the cores it grants; the run's own count wins.
-    environment = {**os.environ, "PYTHONHASHSEED": str(seed), "OMP_NUM_THREADS": str(threads)}
+    # The child runs this very package, wherever it was imported from.
+    environment = {
+        **os.environ,
+        "PYTHONHASHSEED": str(seed),
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
+    }
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log_file:
         log_file.write(f"$ PYTHONHASHSEED={seed} {' '.join(command)}\n")
