@@ -14,12 +14,43 @@ os.environ.update(
     )
 )
 
+from snakemake.logging import logger
+
 from keras_repro.config import ConfigError, validate_config
+from keras_repro.processes import stale_lock_hint
+from keras_repro.provenance import code_digest
 
 try:
     config.update(validate_config(config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# Snakemake's own message about a stale lock comes later and says less.
+if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
+    logger.warning(hint)
+
+
+VERDICT = "results/report/verdict.txt"
+
+
+def forget_verdict():
+    """A verdict must not outlive the runs it judged: once any job is to run, the old one goes
+    (a new one is written when everything has run and agrees)."""
+    Path(VERDICT).unlink(missing_ok=True)
+
+
+def code(script, *modules):
+    """The digest of a script's content and of every package module it runs (``modules``:
+    those it starts in another process). Passed as a param: an edit reruns the rule, a touch
+    or a fresh clone does not (the profile leaves Snakemake's mtime-based code trigger off).
+    """
+    return code_digest([Path(workflow.basedir) / "scripts" / script, *modules])
+
+
+def operational(value):
+    """A param that cannot change any result, so must rerun nothing: Snakemake leaves params
+    computed from a job's input, output, threads or resources out of its rerun check."""
+    return lambda wildcards, output: value
 
 
 def dataset_entry(wildcards):
@@ -28,6 +59,10 @@ def dataset_entry(wildcards):
 
 def dataset_file():
     return f"results/data/{config['dataset']}/dataset.npz"
+
+
+def dataset_manifest():
+    return f"results/data/{config['dataset']}/manifest.json"
 
 
 def run_records():

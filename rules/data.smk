@@ -12,9 +12,10 @@ rule download:
         sources=lambda wildcards: dataset_entry(wildcards)["sources"],
         content_sha256=lambda wildcards: dataset_entry(wildcards).get("content_sha256"),
         counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
-        timeout=config["download"]["timeout"],
-        attempts=config["download"]["attempts"],
-        backoff_seconds=config["download"]["backoff_seconds"],
+        timeout=operational(config["download"]["timeout"]),
+        attempts=operational(config["download"]["attempts"]),
+        backoff_seconds=operational(config["download"]["backoff_seconds"]),
+        code=code("download.py"),
     script:
         "../scripts/download.py"
 
@@ -32,5 +33,6 @@ rule build_dataset:
     params:
         subset=config["subset"],
         counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
+        code=code("build_dataset.py"),
     script:
         "../scripts/build_dataset.py"

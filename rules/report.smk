@@ -26,6 +26,7 @@ rule compare:
         "../envs/analysis.yaml"
     params:
         comparison=config["comparison"],
+        code=code("compare.py"),
     script:
         "../scripts/compare.py"
 
@@ -35,11 +36,13 @@ rule verdict:
     input:
         summary=rules.compare.output.summary,
     output:
-        verdict="results/report/verdict.txt",
+        verdict=VERDICT,
     log:
         "results/logs/verdict.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
+    params:
+        code=code("verdict.py"),
     script:
         "../scripts/verdict.py"

@@ -1,6 +1,7 @@
 rule train:
     input:
         dataset=dataset_file(),
+        manifest=dataset_manifest(),
     output:
         record="results/runs/seed{seed}/repeat{repeat}/history.json",
     log:
@@ -19,6 +20,7 @@ rule train:
         batch_size=config["batch_size"],
         threads=config["threads"],
         device=config["device"],
+        code=code("train.py", "keras_repro.train"),
     script:
         "../scripts/train.py"
 
@@ -32,5 +34,6 @@ rule initializers:
         "../envs/keras.yaml"
     params:
         global_seed=config["initializer_global_seed"],
+        code=code("initializers.py"),
     script:
         "../scripts/initializers.py"

@@ -2,6 +2,7 @@
 
 import logging
 
+from keras_repro.dataset import recorded_sha256
 from keras_repro.launch import train_in_fresh_process
 from keras_repro.logs import configure_logging
 
@@ -23,4 +24,5 @@ train_in_fresh_process(
     batch_size=snakemake.params.batch_size,
     threads=snakemake.params.threads,
     device=snakemake.params.device,
+    expected_dataset_sha256=recorded_sha256(snakemake.input.manifest),
 )

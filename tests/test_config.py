@@ -132,3 +132,13 @@ def test_the_clis_take_their_defaults_from_the_schema(monkeypatch):
 
     initializers.main(["out.json"])
     assert captured["seed"] == 7
+
+
+def test_command_line_strings_deep_in_a_dataset_entry_are_read_as_the_schema_types():
+    # snakemake --config 'datasets={mnist: {counts: {train: 100, test: 10}}}'
+    config = with_changes()
+    config["datasets"]["mnist"]["counts"] = {"train": "100", "test": "10"}
+    config["datasets"]["mnist"]["content_sha256"] = "null"
+    validated = validate_config(config, SCHEMA)
+    assert validated["datasets"]["mnist"]["counts"] == {"train": 100, "test": 10}
+    assert validated["datasets"]["mnist"]["content_sha256"] is None

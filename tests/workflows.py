@@ -51,6 +51,7 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
     settings: dict[str, object] = {
         "dataset": "synthetic",
         "datasets": {
+            **yaml.safe_load((REPO / "config.yaml").read_text())["datasets"],
             "synthetic": {
                 "counts": SYNTHETIC_COUNTS,
                 "content_sha256": content_identity(arrays),
@@ -62,7 +63,7 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
                         "files": files,
                     }
                 ],
-            }
+            },
         },
         "seeds": [812, 42],
         "repeats": 2,

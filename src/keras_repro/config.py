@@ -64,14 +64,25 @@ def _fill_defaults(instance: dict[str, Any], schema: dict[str, Any]) -> None:
             _fill_defaults(instance[key], subschema)
 
 
-def _coerce(value: Any, schema: dict[str, Any]) -> Any:
+def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
     """Turn strings into what the schema expects: ``--config`` parses nested values
     (``seeds=[1,2]``, ``subset={train: 100}``) as strings."""
+    while "$ref" in schema:  # "#/$defs/name"
+        schema = root[schema["$ref"].split("/")[1]][schema["$ref"].split("/")[2]]
+    if "oneOf" in schema and isinstance(value, str):
+        for option in schema["oneOf"]:
+            coerced = _coerce(value, option, root)
+            if coerced is not value:
+                return coerced
     if isinstance(value, dict):
         properties = schema.get("properties", {})
-        return {key: _coerce(inner, properties.get(key, {})) for key, inner in value.items()}
+        extra = schema.get("additionalProperties")
+        return {
+            key: _coerce(inner, properties.get(key, extra if isinstance(extra, dict) else {}), root)
+            for key, inner in value.items()
+        }
     if isinstance(value, list):
-        return [_coerce(item, schema.get("items", {})) for item in value]
+        return [_coerce(item, schema.get("items", {}), root) for item in value]
     if not isinstance(value, str):
         return value
     types = schema.get("type", [])
@@ -144,7 +155,7 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return ``config`` with defaults filled in, or raise ConfigError listing every problem."""
     schema = schema or load_schema()
-    filled = _coerce(copy.deepcopy(config), schema)
+    filled = _coerce(copy.deepcopy(config), schema, schema)
     _fill_defaults(filled, schema)
     problems = _schema_problems(filled, schema)
     if not problems:

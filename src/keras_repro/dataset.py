@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_repro.digest import arrays_sha256
+from keras_repro.digest import arrays_sha256, file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.files import atomic_write, write_json_atomic
 from keras_repro.logs import configure_logging
@@ -162,6 +162,22 @@ def load_dataset(path: Path) -> dict[str, np.ndarray]:
     return read_npz_arrays(Path(path))
 
 
+def recorded_sha256(manifest_path: Path) -> str:
+    """The dataset file's sha256 as build_dataset recorded it in the manifest."""
+    return json.loads(Path(manifest_path).read_text())["dataset_sha256"]
+
+
+def verify_dataset_file(path: Path, expected_sha256: str | None) -> str:
+    """The file's sha256, refused when it is not what build_dataset wrote."""
+    actual = file_sha256(path)
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise DatasetError(
+            f"{path}: sha256 {actual}, but build_dataset recorded {expected_sha256}: the file "
+            "was replaced after it was built. Delete its folder and run the workflow again."
+        )
+    return actual
+
+
 def build_dataset(
     source_record: Path,
     dataset_path: Path,
@@ -211,6 +227,7 @@ def build_dataset(
         },
     }
     write_npz_deterministic(keyed, dataset_path)
+    manifest["dataset_sha256"] = file_sha256(dataset_path)
     write_json_atomic(manifest, manifest_path)
     return manifest
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -26,3 +27,12 @@ def arrays_sha256(*named: tuple[str, np.ndarray]) -> str:
 def sequence_sha256(digests: Iterable[str]) -> str:
     """One digest of an ordered sequence of hex digests (e.g. every batch of an epoch)."""
     return hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in chunks (no copy of the file in memory)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -64,6 +64,14 @@ def decode_floats(encoded: dict[str, list[Any]], where: str) -> list[float]:
     return exact
 
 
+@dataclass
+class RefusedRecord:
+    """A run record that could not be trusted, so nothing it claims was compared."""
+
+    path: str
+    reason: str
+
+
 def record_to_json(record: RunRecord) -> dict[str, Any]:
     data = asdict(record)
     data["history"] = {name: encode_floats(v) for name, v in record.history.items()}
@@ -75,26 +83,82 @@ def write_record(record: RunRecord, path: Path) -> None:
     write_json_atomic(record_to_json(record), path)
 
 
+# What each field must hold, beyond the exact floats that decode_floats checks.
+FIELD_TYPES: dict[str, type] = {
+    "seed": int,
+    "repeat": int,
+    "history": dict,
+    "evaluation": dict,
+    "weight_digests": list,
+    "final_weight_digest": str,
+    "data_digests": dict,
+    "fingerprint": dict,
+    "timings": dict,
+    "settings": dict,
+}
+
+
+def _check_fields(data: dict[str, Any], path: Path) -> None:
+    missing = set(FIELD_TYPES) - set(data) - {"settings"}
+    if missing:
+        raise RecordError(f"{path}: missing fields {sorted(missing)}")
+    for name, kind in FIELD_TYPES.items():
+        value = data.get(name, {})
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise RecordError(f"{path}: {name} must be a {kind.__name__}, got {value!r:.60}")
+    digests = [data["final_weight_digest"], *data["weight_digests"]]
+    digests += [d for passes in data["data_digests"].values() for d in passes]
+    if not all(isinstance(d, str) for d in digests):
+        raise RecordError(f"{path}: weight and data digests must be strings")
+
+
 def read_record(path: Path) -> RunRecord:
+    """A run record, refused with a RecordError naming ``path`` when it cannot be trusted."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RecordError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a {RECORD_FORMAT} file (a JSON {type(data).__name__})")
     if data.get("format") != RECORD_FORMAT or data.get("format_version") != RECORD_FORMAT_VERSION:
         raise RecordError(
             f"{path}: not a {RECORD_FORMAT} v{RECORD_FORMAT_VERSION} file "
             f"(format={data.get('format')!r}, version={data.get('format_version')!r})"
         )
+    _check_fields(data, path)
     fields = {name: data[name] for name in RunRecord.__dataclass_fields__ if name in data}
-    missing = set(RunRecord.__dataclass_fields__) - set(fields) - {"settings"}
-    if missing:
-        raise RecordError(f"{path}: missing fields {sorted(missing)}")
     fields["history"] = {
         name: decode_floats(v, f"{path}: history.{name}") for name, v in data["history"].items()
     }
-    fields["evaluation"] = {
-        name: decode_floats(v, f"{path}: evaluation.{name}")[0]
-        for name, v in data["evaluation"].items()
-    }
+    fields["evaluation"] = {}
+    for name, encoded in data["evaluation"].items():
+        values = decode_floats(encoded, f"{path}: evaluation.{name}")
+        if len(values) != 1:
+            raise RecordError(f"{path}: evaluation.{name} holds {len(values)} values, not 1")
+        fields["evaluation"][name] = values[0]
     return RunRecord(**fields)
+
+
+def read_records(paths: list[Path]) -> tuple[list[RunRecord], list[RefusedRecord]]:
+    """The records that can be trusted, and the others with the reason each was refused."""
+    records: dict[tuple[int, int], tuple[Path, RunRecord]] = {}
+    refused = []
+    for path in paths:
+        try:
+            record = read_record(path)
+        except RecordError as error:
+            refused.append(RefusedRecord(str(path), str(error)))
+            continue
+        key = (record.seed, record.repeat)
+        if key in records:
+            refused.append(
+                RefusedRecord(
+                    str(path),
+                    f"{path}: claims seed {key[0]} repeat {key[1]}, like {records[key][0]}; "
+                    "a record copied over another run's?",
+                )
+            )
+            continue
+        records[key] = (Path(path), record)
+    return [record for _, record in records.values()], refused

@@ -20,7 +20,7 @@ from keras_repro.errors import ReproError
 from keras_repro.files import atomic_write, write_json_atomic
 from keras_repro.logs import configure_logging
 from keras_repro.plots import training_curves_png
-from keras_repro.record import read_record
+from keras_repro.record import read_records
 from keras_repro.summary import Comparison, DigestCell, summarize
 from keras_repro.tables import tidy_histories
 from keras_repro.verdict import describe_divergence, headline, judge
@@ -90,9 +90,9 @@ def write_report(
     tolerance: Tolerance | None = None,
 ) -> Comparison:
     """Compare every run and write each report file; summary.json is written last."""
-    records = [read_record(path) for path in record_paths]
+    records, refused = read_records(record_paths)
     draws = [json.loads(Path(path).read_text()) for path in initializer_paths]
-    comparison = summarize(records, draws, tolerance)
+    comparison = summarize(records, draws, tolerance, refused)
     with atomic_write(outputs.histories) as handle:
         tidy_histories(records).to_csv(handle, index=False)
     curves = training_curves_png(records)

@@ -26,7 +26,7 @@ from keras_repro.compare import (
     first_divergence,
     ulp_distance,
 )
-from keras_repro.record import RunRecord
+from keras_repro.record import RefusedRecord, RunRecord
 
 SUMMARY_FORMAT = "keras-repro/summary"
 SUMMARY_FORMAT_VERSION = 1
@@ -102,7 +102,7 @@ class InitializerResult:
 
 @dataclass
 class Comparison:
-    verdict: str  # identical or mismatch
+    verdict: str  # identical, mismatch, or refused (a record could not be trusted)
     mode: str  # exact or tolerance
     mode_label: str
     tolerance: Tolerance | None
@@ -113,6 +113,7 @@ class Comparison:
     initializers: InitializerResult
     fingerprints: list[FingerprintRow]
     divergences: list[Divergence] = field(default_factory=list)
+    refused: list[RefusedRecord] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -267,9 +268,11 @@ def summarize(
     records: list[RunRecord],
     initializer_draws: list[dict[str, Any]],
     tolerance: Tolerance | None = None,
+    refused: list[RefusedRecord] | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
-    initializer draws across processes."""
+    initializer draws across processes. Any refused record makes the verdict "refused"."""
+    refused = list(refused or [])
     records = sorted(records, key=lambda r: (r.seed, r.repeat))
     by_seed: dict[int, list[RunRecord]] = defaultdict(list)
     for record in records:
@@ -282,7 +285,7 @@ def summarize(
     checks, initializer_divergences = check_initializers(initializer_draws)
     divergences += seed_divergences + initializer_divergences
     return Comparison(
-        verdict="mismatch" if divergences else "identical",
+        verdict="refused" if refused else "mismatch" if divergences else "identical",
         mode="exact" if tolerance is None else "tolerance",
         mode_label=describe_mode(tolerance),
         tolerance=tolerance,
@@ -297,4 +300,5 @@ def summarize(
         ),
         fingerprints=_fingerprint_rows(records),
         divergences=divergences,
+        refused=refused,
     )

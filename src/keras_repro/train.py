@@ -13,7 +13,6 @@ a fresh process (the CLI and the workflow do), with PYTHONHASHSEED set before Py
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import sys
@@ -27,7 +26,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_repro.config import defaults
-from keras_repro.dataset import load_dataset
+from keras_repro.dataset import load_dataset, verify_dataset_file
 from keras_repro.digest import arrays_sha256, sequence_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
@@ -198,9 +197,15 @@ def train_and_record(
     batch_size: int,
     threads: int,
     device: str,
+    expected_dataset_sha256: str | None = None,
 ) -> RunRecord:
-    """Train the recipe's model once and write its run record to ``record_path``."""
+    """Train the recipe's model once and write its run record to ``record_path``.
+
+    With ``expected_dataset_sha256`` (from build_dataset's manifest), a dataset file that was
+    replaced after it was built is refused before training.
+    """
     started = time.perf_counter()
+    dataset_sha256 = verify_dataset_file(dataset_path, expected_dataset_sha256)
     device_used = configure_tensorflow(threads, device)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -250,7 +255,7 @@ def train_and_record(
         },
         settings={
             "dataset": str(dataset_path),
-            "dataset_sha256": hashlib.sha256(Path(dataset_path).read_bytes()).hexdigest(),
+            "dataset_sha256": dataset_sha256,
             "epochs": epochs,
             "batch_size": batch_size,
             "threads": threads,
@@ -279,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=default["threads"], help="TF intra- and inter-op threads"
     )
     parser.add_argument("--device", choices=DEVICES, default=default["device"])
+    parser.add_argument(
+        "--dataset-sha256", help="refuse a dataset file whose sha256 differs (from its manifest)"
+    )
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -291,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             batch_size=args.batch_size,
             threads=args.threads,
             device=args.device,
+            expected_dataset_sha256=args.dataset_sha256,
         )
     except ReproError as error:
         parser.exit(1, f"error: {error}\n")

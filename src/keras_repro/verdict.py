@@ -36,6 +36,12 @@ def describe_divergence(divergence: Divergence) -> str:
 
 
 def headline(comparison: Comparison) -> str:
+    if comparison.refused:
+        count = len(comparison.refused)
+        return (
+            f"REFUSED: {count} run record{' was' if count == 1 else 's were'} refused, so "
+            "no verdict can be given"
+        )
     if comparison.identical:
         return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree"
     count = len(comparison.divergences)
@@ -45,6 +51,13 @@ def headline(comparison: Comparison) -> str:
 def judge(summary_path: Path, verdict_path: Path) -> None:
     """Write ``verdict_path`` if the summary says identical; raise VerdictError otherwise."""
     comparison = read_summary(summary_path)
+    if comparison.refused:
+        raise VerdictError(
+            f"{headline(comparison)}:\n"
+            + "\n".join(f"  - {r.reason}" for r in comparison.refused)
+            + "\nDelete each refused file and run the workflow again to retrain it."
+            + f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
+        )
     if not comparison.identical:
         count = len(comparison.divergences)
         raise VerdictError(

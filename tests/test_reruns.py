@@ -1,0 +1,191 @@
+"""What reruns after a change: exactly the rules whose result could change (dry runs of the real
+snakemake CLI on a finished run). README.md's rerun table is this file's RERUNS, checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from workflows import snakemake
+
+from keras_repro.config import load_schema
+
+pytestmark = pytest.mark.workflow
+
+EVERYTHING = ("download", "build_dataset", "train", "initializers", "compare", "verdict")
+FROM_DATA = ("download", "build_dataset", "train", "compare", "verdict")
+FROM_BUILD = ("build_dataset", "train", "compare", "verdict")
+FROM_TRAIN = ("train", "compare", "verdict")
+FROM_INITIALIZERS = ("initializers", "compare", "verdict")
+FROM_COMPARE = ("compare", "verdict")
+NOTHING = ()
+
+# (what changes, the --config override a dry run applies, the rules it plans)
+CONFIG_RERUNS = [
+    ("dataset", "dataset=fashion_mnist", FROM_DATA),
+    ("subset.train, subset.test", "subset={train: 100}", FROM_BUILD),
+    ("seeds", "seeds=[812,42,7]", FROM_TRAIN),
+    ("repeats", "repeats=3", FROM_TRAIN),
+    ("epochs", "epochs=2", FROM_TRAIN),
+    ("batch_size", "batch_size=32", FROM_TRAIN),
+    ("threads", "threads=2", FROM_TRAIN),
+    ("device", "device=cpu", FROM_TRAIN),
+    ("comparison.mode, .rtol, .atol", "comparison={mode: tolerance, rtol: 0.001}", FROM_COMPARE),
+    ("initializer_processes", "initializer_processes=3", FROM_INITIALIZERS),
+    ("initializer_global_seed", "initializer_global_seed=7", FROM_INITIALIZERS),
+    ("train_resources.mem_mb, .runtime", "train_resources={mem_mb: 999, runtime: 9}", NOTHING),
+    (
+        "download.timeout, .attempts, .backoff_seconds",
+        "download={timeout: 30, attempts: 3, backoff_seconds: 2}",
+        NOTHING,
+    ),
+    (
+        "datasets.<the dataset in use> (sources, counts, content_sha256)",
+        "datasets={synthetic: {counts: {train: 320, test: 95}}}",
+        FROM_DATA,
+    ),
+    ("datasets.<another dataset>", "datasets={mnist: {counts: {train: 5, test: 5}}}", NOTHING),
+]
+# Which config keys each row covers (a test checks that every key of the schema is covered).
+CONFIG_KEYS = {
+    "dataset": ["dataset"],
+    "subset.train, subset.test": ["subset.train", "subset.test"],
+    "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
+    "train_resources.mem_mb, .runtime": ["train_resources.mem_mb", "train_resources.runtime"],
+    "download.timeout, .attempts, .backoff_seconds": [
+        "download.timeout",
+        "download.attempts",
+        "download.backoff_seconds",
+    ],
+    "datasets.<the dataset in use> (sources, counts, content_sha256)": ["datasets"],
+    "datasets.<another dataset>": ["datasets"],
+}
+
+# (an edit to this file, the rules it plans)
+FILE_RERUNS = [
+    ("scripts/download.py", FROM_DATA),
+    ("scripts/build_dataset.py", FROM_BUILD),
+    ("scripts/train.py", FROM_TRAIN),
+    ("scripts/initializers.py", FROM_INITIALIZERS),
+    ("scripts/compare.py", FROM_COMPARE),
+    ("scripts/verdict.py", ("verdict",)),
+    ("src/keras_repro/__init__.py", EVERYTHING),
+    ("src/keras_repro/config.py", EVERYTHING),
+    ("src/keras_repro/dataset.py", EVERYTHING),
+    ("src/keras_repro/digest.py", EVERYTHING),
+    ("src/keras_repro/errors.py", EVERYTHING),
+    ("src/keras_repro/files.py", EVERYTHING),
+    ("src/keras_repro/logs.py", EVERYTHING),
+    ("src/keras_repro/download.py", FROM_DATA),
+    ("src/keras_repro/launch.py", FROM_TRAIN),
+    ("src/keras_repro/processes.py", FROM_TRAIN),
+    ("src/keras_repro/train.py", FROM_TRAIN),
+    ("src/keras_repro/fingerprint.py", FROM_TRAIN),
+    ("src/keras_repro/record.py", FROM_TRAIN),
+    ("src/keras_repro/initializers.py", FROM_INITIALIZERS),
+    ("src/keras_repro/compare.py", FROM_COMPARE),
+    ("src/keras_repro/summary.py", FROM_COMPARE),
+    ("src/keras_repro/verdict.py", FROM_COMPARE),
+    ("src/keras_repro/report.py", FROM_COMPARE),
+    ("src/keras_repro/plots.py", FROM_COMPARE),
+    ("src/keras_repro/tables.py", FROM_COMPARE),
+    ("src/keras_repro/templates/report.md.j2", FROM_COMPARE),
+    ("src/keras_repro/templates/report.html.j2", FROM_COMPARE),
+    ("src/keras_repro/provenance.py", NOTHING),
+    ("src/keras_repro/config.schema.yaml", NOTHING),
+    ("Snakefile", NOTHING),
+    ("rules/common.smk", NOTHING),
+    ("rules/data.smk", NOTHING),
+    ("rules/train.smk", NOTHING),
+    ("rules/report.smk", NOTHING),
+    ("report/workflow.rst", NOTHING),
+]
+WORKFLOW_SOURCES = ("Snakefile", "rules", "scripts", "src", "profiles", "report", "envs")
+README_START = "<!-- rerun table: checked by tests/test_reruns.py -->"
+README_END = "<!-- end of rerun table -->"
+
+
+def planned_rules(result) -> set[str]:
+    """The rules a dry run plans (from its job stats), without the target rule 'all'."""
+    assert result.returncode == 0, result.stdout
+    if "Nothing to be done" in result.stdout:
+        return set()
+    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    rules = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    return rules - {"all"}
+
+
+def copy_of_workflow(tmp_path: Path) -> Path:
+    copy = tmp_path / "workflow"
+    copy.mkdir()
+    for name in WORKFLOW_SOURCES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("change", "override", "expected"), CONFIG_RERUNS, ids=[r[0] for r in CONFIG_RERUNS]
+)
+def test_a_config_change_reruns_exactly(finished_run, change, override, expected):
+    result = snakemake(finished_run, "-n", "--config", override)
+    assert planned_rules(result) == set(expected), change
+
+
+@pytest.mark.parametrize(("path", "expected"), FILE_RERUNS, ids=[r[0] for r in FILE_RERUNS])
+def test_an_edit_reruns_exactly_what_runs_that_code(finished_run, tmp_path, path, expected):
+    workflow = copy_of_workflow(tmp_path)
+    with (workflow / path).open("a") as handle:
+        handle.write("\n# an edit\n" if not path.endswith(".j2") else "\n{# an edit #}\n")
+    result = snakemake(finished_run, "-s", str(workflow / "Snakefile"), "-n")
+    assert planned_rules(result) == set(expected), path
+
+
+def test_touching_every_file_reruns_nothing(copied_run, tmp_path):
+    workflow = copy_of_workflow(tmp_path)
+    later = os.stat(copied_run / "results/report/verdict.txt").st_mtime + 3600
+    for folder in (workflow, copied_run / "results"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                os.utime(path, (later, later))
+    result = snakemake(copied_run, "-s", str(workflow / "Snakefile"), "-n")
+    assert planned_rules(result) == set()
+
+
+def readme_rows() -> list[str]:
+    rows = [
+        f"| `{change}` | {', '.join(rules) or 'nothing'} |" for change, _, rules in CONFIG_RERUNS
+    ]
+    rows += [
+        f"| an edit to `{path}` | {', '.join(rules) or 'nothing'} |" for path, rules in FILE_RERUNS
+    ]
+    return rows
+
+
+def test_the_readme_table_is_this_one():
+    text = (REPO / "README.md").read_text()
+    table = text.split(README_START, 1)[1].split(README_END, 1)[0].strip().splitlines()
+    assert table[2:] == readme_rows(), "\n".join(readme_rows())
+
+
+def test_every_config_key_and_code_file_is_covered():
+    def leaves(schema, prefix=""):
+        for key, sub in schema.get("properties", {}).items():
+            if sub.get("properties"):
+                yield from leaves(sub, f"{prefix}{key}.")
+            else:
+                yield prefix + key
+
+    covered = {key for change, _, _ in CONFIG_RERUNS for key in CONFIG_KEYS.get(change, [change])}
+    assert set(leaves(load_schema())) <= covered
+    code = {str(p.relative_to(REPO)) for p in (REPO / "src/keras_repro").rglob("*") if p.is_file()}
+    code |= {str(p.relative_to(REPO)) for p in (REPO / "scripts").glob("*.py")}
+    code -= {"src/keras_repro/py.typed"}
+    code = {c for c in code if "__pycache__" not in c}
+    assert code <= {path for path, _ in FILE_RERUNS}
