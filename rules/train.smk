@@ -19,6 +19,8 @@ rule train:
         batch_size=config["batch_size"],
         threads=config["threads"],
         device=config["device"],
+        runs_per_gpu=config["runs_per_gpu"],
+        gpu_lock_dir="results/.gpu-locks",
     script:
         "../scripts/train.py"
 
