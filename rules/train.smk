@@ -21,6 +21,8 @@ rule train:
         threads=config["threads"],
         device=config["device"],
         code=code("train.py", "keras_repro.train"),
+        runs_per_gpu=operational(config["runs_per_gpu"]),
+        gpu_lock_dir=operational("results/.gpu-locks"),
     script:
         "../scripts/train.py"
 

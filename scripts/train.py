@@ -24,5 +24,7 @@ train_in_fresh_process(
     batch_size=snakemake.params.batch_size,
     threads=snakemake.params.threads,
     device=snakemake.params.device,
+    runs_per_gpu=snakemake.params.runs_per_gpu,
+    gpu_lock_dir=snakemake.params.gpu_lock_dir,
     expected_dataset_sha256=recorded_sha256(snakemake.input.manifest),
 )

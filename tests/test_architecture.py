@@ -14,6 +14,7 @@ LIGHT_MODULES = (
     "keras_repro.config",
     "keras_repro.dataset",
     "keras_repro.download",
+    "keras_repro.gpus",
     "keras_repro.launch",
     "keras_repro.report",
     "keras_repro.summary",

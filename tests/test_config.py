@@ -40,6 +40,7 @@ def test_defaults_fill_an_empty_config():
     assert config["subset"] == {"train": None, "test": None}
     assert config["comparison"] == {"mode": "exact", "rtol": 0.0, "atol": 0.0}
     assert config["device"] == "auto" and config["threads"] == 1
+    assert config["runs_per_gpu"] == 1
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,7 @@ def test_defaults_fill_an_empty_config():
             "dataset: 'cifar' is not a known dataset; allowed: fashion_mnist, mnist",
         ),
         ({"threads": 0}, "threads: 0 is less than the minimum of 1"),
+        ({"runs_per_gpu": 0}, "runs_per_gpu: 0 is less than the minimum of 1"),
         ({"device": "tpu"}, "device: 'tpu' is not one of ['auto', 'cpu', 'gpu']"),
         ({"batch_size": 0}, "batch_size: 0 is less than the minimum of 1"),
         ({"repats": 3}, "'repats' was unexpected"),

@@ -37,6 +37,7 @@ CONFIG_RERUNS = [
     ("initializer_processes", "initializer_processes=3", FROM_INITIALIZERS),
     ("initializer_global_seed", "initializer_global_seed=7", FROM_INITIALIZERS),
     ("train_resources.mem_mb, .runtime", "train_resources={mem_mb: 999, runtime: 9}", NOTHING),
+    ("runs_per_gpu", "runs_per_gpu=2", NOTHING),
     (
         "download.timeout, .attempts, .backoff_seconds",
         "download={timeout: 30, attempts: 3, backoff_seconds: 2}",
@@ -82,6 +83,7 @@ FILE_RERUNS = [
     ("src/keras_repro/download.py", FROM_DATA),
     ("src/keras_repro/launch.py", FROM_TRAIN),
     ("src/keras_repro/processes.py", FROM_TRAIN),
+    ("src/keras_repro/gpus.py", FROM_TRAIN),
     ("src/keras_repro/train.py", FROM_TRAIN),
     ("src/keras_repro/fingerprint.py", FROM_TRAIN),
     ("src/keras_repro/record.py", FROM_TRAIN),

@@ -69,6 +69,7 @@ def test_cli_trains_and_two_processes_agree(tmp_path, tiny_dataset):
     assert first.data_digests["validation"] == first.data_digests["evaluate"] * 2
     assert set(first.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert first.settings["dataset_sha256"] == sha256_file(tiny_dataset)
+    assert first.fingerprint["gpu_assignment"] is None, "the CLI alone assigns no card"
 
 
 def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path, tiny_dataset):
@@ -97,6 +98,8 @@ def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
             batch_size=8,
             threads=1,
             device="cpu",
+            runs_per_gpu=1,
+            gpu_lock_dir=tmp_path / "locks",
         )
     assert log.read_text().startswith("$ PYTHONHASHSEED=3 ")
     assert not (tmp_path / "r.json").exists()
@@ -105,6 +108,7 @@ def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
 def test_the_launcher_fixes_the_child_environment(tmp_path, tiny_dataset, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # as a scheduler granting 7 cores would
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    monkeypatch.setenv("KERAS_REPRO_GPU", '{"source": "none"}')  # from some other launcher
     train_in_fresh_process(
         tiny_dataset,
         tmp_path / "r.json",
@@ -115,9 +119,13 @@ def test_the_launcher_fixes_the_child_environment(tmp_path, tiny_dataset, monkey
         batch_size=32,
         threads=1,
         device="cpu",
+        runs_per_gpu=1,
+        gpu_lock_dir=tmp_path / "locks",
     )
     record = read_record(tmp_path / "r.json")
     assert record.fingerprint["environment"]["PYTHONHASHSEED"] == "5"
     assert record.fingerprint["environment"]["OMP_NUM_THREADS"] == "1"
     assert record.fingerprint["intra_op_threads"] == 1 and record.repeat == 2
+    assert record.fingerprint["gpu_assignment"] is None, "device: cpu takes no card"
+    assert not (tmp_path / "locks").exists()
     assert "epoch 1/1 done" in (tmp_path / "train.log").read_text()

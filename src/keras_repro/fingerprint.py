@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.config import is_op_determinism_enabled
 
+from keras_repro.gpus import assignment_from_environment
+
 ENVIRONMENT_VARIABLES = (
     "PYTHONHASHSEED",
     "TF_ENABLE_ONEDNN_OPTS",
@@ -25,6 +27,7 @@ ENVIRONMENT_VARIABLES = (
     "TF_NUM_INTEROP_THREADS",
     "OMP_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
     "NVIDIA_TF32_OVERRIDE",
     "KERAS_BACKEND",
     "OPENBLAS_CORETYPE",
@@ -62,6 +65,12 @@ def gpu_details() -> list[dict[str, Any]]:
     ]
 
 
+def gpu_assignment() -> dict[str, Any] | None:
+    """The card the launcher gave this run (None when it gave none: device cpu, or the CLI)."""
+    assignment = assignment_from_environment()
+    return None if assignment is None else assignment.to_dict()
+
+
 def environment_fingerprint(model: keras.Model, device_used: str) -> dict[str, Any]:
     build = tf.sysconfig.get_build_info()
     gpus = gpu_details()
@@ -78,6 +87,7 @@ def environment_fingerprint(model: keras.Model, device_used: str) -> dict[str, A
         "device": device_used,
         "gpus": gpus,
         "gpu_driver": nvidia_driver_version() if gpus else None,
+        "gpu_assignment": gpu_assignment(),
         "cuda_build": build.get("cuda_version"),
         "cudnn_build": build.get("cudnn_version"),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),

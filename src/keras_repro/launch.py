@@ -1,10 +1,12 @@
 """Start a training run in a fresh interpreter, without importing TensorFlow here.
 
 PYTHONHASHSEED only takes effect when set before Python starts, and TensorFlow's thread pools
-only before its first op: a new process per run gives both a clean start. The training
-process dies with the job that started it: with this launcher (the kernel's parent-death
-signal), and with the Snakemake process that owns the job (watched here), so that a killed
-workflow leaves no training behind to write into results/ later.
+only before its first op: a new process per run gives both a clean start. The same goes for
+CUDA_VISIBLE_DEVICES, which is how a run gets a GPU of its own (``keras_repro.gpus``).
+
+The training process dies with the job that started it: with this launcher (the kernel's
+parent-death signal), and with the Snakemake process that owns the job (watched here), so that
+a killed workflow leaves no training behind to write into results/ later.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import keras_repro
 from keras_repro.errors import ReproError
+from keras_repro.gpus import ASSIGNMENT_VARIABLE, GpuAssignment, assign_gpu
 from keras_repro.processes import job_owner
 
 PACKAGE_ROOT = str(Path(keras_repro.__file__).resolve().parent.parent)
@@ -48,7 +53,12 @@ def _stop(child: subprocess.Popen) -> None:
         child.wait()
 
 
-def run_supervised(command: list[str], environment: dict[str, str], log_path: Path) -> int:
+def run_supervised(
+    command: list[str],
+    environment: dict[str, str],
+    log_path: Path,
+    pass_fds: tuple[int, ...] = (),
+) -> int:
     """Run ``command`` with its output appended to ``log_path``; stop it if the job's owner
     goes away. Returns its exit status."""
     owner = job_owner()
@@ -58,6 +68,7 @@ def run_supervised(command: list[str], environment: dict[str, str], log_path: Pa
             env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
             preexec_fn=_die_with_parent,
         )
         try:
@@ -78,6 +89,13 @@ def run_supervised(command: list[str], environment: dict[str, str], log_path: Pa
             raise
 
 
+def _lock_descriptors(assignment: GpuAssignment | None) -> tuple[int, ...]:
+    # Inherited, the lock stays held while the training process lives, even if this one dies.
+    if assignment is None or assignment.lock_fd is None:
+        return ()
+    return (assignment.lock_fd,)
+
+
 def train_in_fresh_process(
     dataset_path: Path,
     record_path: Path,
@@ -89,9 +107,16 @@ def train_in_fresh_process(
     batch_size: int,
     threads: int,
     device: str,
+    runs_per_gpu: int,
+    gpu_lock_dir: Path,
     expected_dataset_sha256: str | None = None,
 ) -> None:
-    """Run the training CLI in a new interpreter, PYTHONHASHSEED set before it starts."""
+    """Run the training CLI in a new interpreter, PYTHONHASHSEED set before it starts.
+
+    With ``device`` gpu or auto the run holds a GPU of its own while it trains (see
+    ``keras_repro.gpus.assign_gpu``), at most ``runs_per_gpu`` runs per card, from the lock
+    files in ``gpu_lock_dir/<this machine's name>``.
+    """
     command = [
         sys.executable,
         "-m",
@@ -115,10 +140,25 @@ def train_in_fresh_process(
         "OMP_NUM_THREADS": str(threads),
         "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
     }
+    environment.pop(ASSIGNMENT_VARIABLE, None)
+    gpu_choice: AbstractContextManager[GpuAssignment | None] = (
+        nullcontext(None)
+        if device == "cpu"
+        else assign_gpu(Path(gpu_lock_dir) / socket.gethostname(), runs_per_gpu)
+    )
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log_file:
-        log_file.write(f"$ PYTHONHASHSEED={seed} {' '.join(command)}\n")
-    status = run_supervised(command, environment, Path(log_path))
+    with gpu_choice as assignment:
+        shown = f"PYTHONHASHSEED={seed}"
+        if assignment is not None:
+            log.info("seed %d repeat %d: %s", seed, repeat, assignment.describe())
+            environment.update(assignment.child_environment())
+            if assignment.source == "pool":
+                shown = f"CUDA_VISIBLE_DEVICES={assignment.cuda_visible_devices} {shown}"
+        with open(log_path, "a") as log_file:
+            log_file.write(f"$ {shown} {' '.join(command)}\n")
+        status = run_supervised(
+            command, environment, Path(log_path), pass_fds=_lock_descriptors(assignment)
+        )
     if status != 0:
         tail = Path(log_path).read_text().splitlines()[-15:]
         raise TrainingFailed(
