@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from keras_repro.files import atomic_write, staging_dir
+from keras_repro.files import UnsafePath, atomic_write, path_inside, staging_dir
 
 
 @pytest.fixture
@@ -30,3 +30,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("interrupted")
     assert (tmp_path / "out.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+@pytest.mark.parametrize(
+    "name", ["..", ".", "", "../x", "a/b", "/etc/passwd", "a\\b", "x\0y", "../" * 20 + "tmp/x"]
+)
+def test_only_plain_names_stay_inside_their_folder(tmp_path, name):
+    with pytest.raises(UnsafePath):
+        path_inside(tmp_path, name)
+
+
+def test_a_symlink_leading_out_is_not_inside(tmp_path):
+    (tmp_path / "out").symlink_to("/etc/passwd")
+    with pytest.raises(UnsafePath, match="leads outside"):
+        path_inside(tmp_path, "out")
+    assert path_inside(tmp_path, "mnist.npz") == tmp_path / "mnist.npz"

@@ -105,11 +105,13 @@ def _key(path: Any) -> str:
     return "".join(parts).lstrip(".") or "(top level)"
 
 
-def _schema_problems(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+def _schema_problems(
+    config: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, ...] = ()
+) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
-        line = f"{_key(error.absolute_path)}: {error.message}"
+        line = f"{_key([*prefix, *error.absolute_path])}: {error.message}"
         described = error.schema if isinstance(error.schema, dict) else {}
         if "description" in described:
             line += f" ({described['description'].strip()})"
@@ -126,20 +128,7 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
             f"{', '.join(sorted(datasets)) or '(none: datasets is empty)'}"
         )
     for name, entry in datasets.items():
-        for index, source in enumerate(entry["sources"]):
-            where = f"datasets.{name}.sources[{index}]"
-            expected = SOURCE_ROLES[source["format"]]
-            if set(source["files"]) != expected:
-                problems.append(
-                    f"{where}.files: format {source['format']} needs the roles "
-                    f"{sorted(expected)}, got {sorted(source['files'])}"
-                )
-            unverifiable = [r for r, f in source["files"].items() if not f.get("sha256")]
-            if unverifiable and not entry.get("content_sha256"):
-                problems.append(
-                    f"{where}.files: {unverifiable} have no sha256 and datasets.{name} has no "
-                    "content_sha256, so nothing could verify them; add either"
-                )
+        problems += _dataset_problems(name, entry)
     comparison = config["comparison"]
     if comparison["mode"] == "tolerance" and comparison["rtol"] == 0 and comparison["atol"] == 0:
         problems.append(
@@ -150,6 +139,51 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
             "comparison: rtol/atol are set but mode is 'exact'; set mode: tolerance to use them"
         )
     return problems
+
+
+def _source_problems(name: str, entry: dict[str, Any]) -> list[str]:
+    """What the schema cannot say about the sources of one entry of ``datasets``."""
+    problems = []
+    for index, source in enumerate(entry["sources"]):
+        where = f"datasets.{name}.sources[{index}]"
+        expected = SOURCE_ROLES[source["format"]]
+        if set(source["files"]) != expected:
+            problems.append(
+                f"{where}.files: format {source['format']} needs the roles "
+                f"{sorted(expected)}, got {sorted(source['files'])}"
+            )
+        names = [file["name"] for file in source["files"].values()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            problems.append(f"{where}.files: {repeated} named for more than one role")
+    return problems
+
+
+def _dataset_problems(name: str, entry: dict[str, Any]) -> list[str]:
+    problems = _source_problems(name, entry)
+    for index, source in enumerate(entry["sources"]):
+        where = f"datasets.{name}.sources[{index}]"
+        unverifiable = [r for r, f in source["files"].items() if not f.get("sha256")]
+        if unverifiable and not entry.get("content_sha256"):
+            problems.append(
+                f"{where}.files: {unverifiable} have no sha256 and datasets.{name} has no "
+                "content_sha256, so nothing could verify them; add either"
+            )
+    return problems
+
+
+def check_dataset_entry(name: str, entry: dict[str, Any]) -> None:
+    """Refuse a ``datasets`` entry that is malformed or unsafe (file names that are not plain
+    names, locations of other schemes) for callers that skip validate_config. Whether its
+    files can be verified is the config's policy, not checked here."""
+    schema = load_schema()
+    problems = _schema_problems(
+        entry, {"$defs": schema["$defs"], "$ref": "#/$defs/dataset"}, ("datasets", name)
+    )
+    if not problems:
+        problems = _source_problems(name, entry)
+    if problems:
+        raise ConfigError(f"invalid dataset {name!r}:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
