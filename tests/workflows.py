@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from conftest import REPO, make_arrays, write_idx_files
 
 from keras_repro.dataset import content_identity
+from keras_repro.record import read_record
 
 # Small enough to train in seconds, large enough for a CNN to learn something.
 SYNTHETIC_COUNTS = {"train": 320, "test": 96}
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path,
+    *args: str,
+    timeout: float = 900,
+    cores: int | None = 2,
+    prefix: Sequence[str] = (),
+) -> subprocess.CompletedProcess:
+    """Run snakemake on ``workdir``; ``prefix`` goes before it (e.g. taskset), ``cores=None``
+    leaves --cores out (an executor profile decides)."""
     return subprocess.run(
         [
+            *prefix,
             sys.executable,
             "-m",
             "snakemake",
@@ -25,8 +37,7 @@ def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.Com
             str(REPO / "Snakefile"),
             "-d",
             str(workdir),
-            "--cores",
-            "2",
+            *(["--cores", str(cores)] if cores is not None else []),
             *args,
         ],
         stdout=subprocess.PIPE,
@@ -72,3 +83,22 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
     }
     settings.update(overrides)
     write_config(workdir, **settings)
+
+
+def training_results(workdir: Path, runs: Sequence[str] | None = None) -> dict[str, Any]:
+    """What must be bit-equal between two runs of one config, by run ("seed812/repeat1"):
+    every metric as float.hex, evaluate() and the weight digests."""
+    folder = workdir / "results/runs"
+    runs = runs or sorted(
+        str(p.parent.relative_to(folder)) for p in folder.glob("*/*/history.json")
+    )
+    results = {}
+    for run in runs:
+        record = read_record(folder / run / "history.json")
+        results[run] = {
+            "history": {k: [v.hex() for v in values] for k, values in record.history.items()},
+            "evaluation": {k: v.hex() for k, v in record.evaluation.items()},
+            "weight_digests": record.weight_digests,
+            "final_weight_digest": record.final_weight_digest,
+        }
+    return results

@@ -44,6 +44,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_affinity() -> list[int] | None:
+    """The CPUs this process may run on (taskset, cgroups, a scheduler's binding); None where
+    the OS does not say. os.cpu_count() counts the machine's CPUs whatever the binding."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
+
+
 def nvidia_driver_version() -> str | None:
     try:
         result = subprocess.run(
@@ -74,6 +82,7 @@ def gpu_assignment() -> dict[str, Any] | None:
 def environment_fingerprint(model: keras.Model, device_used: str) -> dict[str, Any]:
     build = tf.sysconfig.get_build_info()
     gpus = gpu_details()
+    affinity = cpu_affinity()
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -84,6 +93,8 @@ def environment_fingerprint(model: keras.Model, device_used: str) -> dict[str, A
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "cpus_allowed": len(affinity) if affinity is not None else None,
         "device": device_used,
         "gpus": gpus,
         "gpu_driver": nvidia_driver_version() if gpus else None,
