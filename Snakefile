@@ -14,12 +14,14 @@ wildcard_constraints:
     seed=r"\d+",
     repeat=r"\d+",
     process=r"\d+",
+    name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
+include: "rules/reference.smk"
 
 
 onstart:
@@ -31,6 +33,8 @@ rule all:
     default_target: True
     input:
         run_records(),
+        rules.compare.input.unseeded,
+        rules.compare.input.nondeterministic,
         initializer_draws(),
         rules.compare.output,
         rules.verdict.output,

@@ -72,6 +72,8 @@ SEED = 812
 THREADS = 1
 BATCH_SIZE = 64
 EPOCHS = 2
+# The workflow's default: weight checkpoints of the step trace every this many steps.
+TRACE_EVERY = 25
 # Targets of issue 9.
 PER_RUN_LIMIT = 1.05
 PACKING_FLOOR = 0.95
@@ -172,11 +174,13 @@ def pipeline_arguments(dataset: Path, record: Path, *, seed: int, epochs: int) -
     return [
         str(dataset),
         str(record),
+        f"--trace={record.with_suffix('.trace.npz')}",
         f"--seed={seed}",
         f"--epochs={epochs}",
         f"--batch-size={BATCH_SIZE}",
         f"--threads={THREADS}",
         "--device=cpu",
+        f"--trace-every={TRACE_EVERY}",
     ]
 
 
@@ -187,9 +191,12 @@ def launcher_command(
     code = (
         "from pathlib import Path\n"
         "from keras_repro.launch import train_in_fresh_process\n"
-        f"train_in_fresh_process(Path({str(dataset)!r}), Path({str(record)!r}), "
-        f"Path({str(log)!r}), seed={seed}, repeat=1, epochs={epochs}, "
-        f"batch_size={BATCH_SIZE}, threads={THREADS}, device='cpu')\n"
+        "from keras_repro.settings import RunSettings\n"
+        f"record = Path({str(record)!r})\n"
+        f"train_in_fresh_process(Path({str(dataset)!r}), record, record.with_suffix('.trace.npz'), "
+        f"Path({str(log)!r}), RunSettings(seed={seed}, repeat=1, epochs={epochs}, "
+        f"batch_size={BATCH_SIZE}, threads={THREADS}, device='cpu', trace_every={TRACE_EVERY}), "
+        f"runs_per_gpu=1, gpu_lock_dir=record.parent / 'locks')\n"
     )
     return [PYTHON, "-c", code]
 

@@ -25,6 +25,15 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
+if (
+    config["reference"] is not None
+    and not (Path(config["reference"]) / "reference.json").is_file()
+):
+    raise WorkflowError(
+        f"reference: {config['reference']} is not a reference bundle (no reference.json in it); "
+        "export one with `snakemake --cores all results/references/NAME`, or set reference: null"
+    )
+
 # Snakemake's own message about a stale lock comes later and says less.
 if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
     logger.warning(hint)
@@ -34,9 +43,11 @@ VERDICT = "results/report/verdict.txt"
 
 
 def forget_verdict():
-    """A verdict must not outlive the runs it judged: once any job is to run, the old one goes
-    (a new one is written when everything has run and agrees)."""
-    Path(VERDICT).unlink(missing_ok=True)
+    """A verdict must not outlive the runs it judged: when it is to be judged again, the old one
+    goes before any job starts, so that a job failing on the way leaves no verdict behind.
+    """
+    if any(job.rule.name == "verdict" for job in workflow.dag.needrun_jobs()):
+        Path(VERDICT).unlink(missing_ok=True)
 
 
 def code(script, *modules):
@@ -65,12 +76,76 @@ def dataset_manifest():
     return f"results/data/{config['dataset']}/manifest.json"
 
 
-def run_records():
+def run_files(name):
+    """``name`` (history.json or trace.npz) of every seeded run."""
     return expand(
-        "results/runs/seed{seed}/repeat{repeat}/history.json",
+        "results/runs/seed{seed}/repeat{repeat}/{name}",
         seed=config["seeds"],
         repeat=range(1, config["repeats"] + 1),
+        name=name,
     )
+
+
+def run_records():
+    return run_files("history.json")
+
+
+def control_files(arm, name):
+    """``name`` of every run of one control group; none when the control arm is off."""
+    if not config["control"]["enabled"]:
+        return []
+    folder = {
+        "unseeded": "results/control/unseeded",
+        "nondeterministic": f"results/control/nondeterministic/seed{config['seeds'][0]}",
+    }[arm]
+    return expand(
+        "{folder}/repeat{repeat}/{name}",
+        folder=folder,
+        repeat=range(1, config["control"]["repeats"] + 1),
+        name=name,
+    )
+
+
+def training_params(arm):
+    """What every training rule passes its script (each a rerun trigger, but the operational)."""
+    return dict(
+        arm=arm,
+        op_determinism=arm != "nondeterministic",
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        threads=config["threads"],
+        device=config["device"],
+        trace_every=config["trace"]["every_steps"],
+        code=code("train.py", "keras_repro.train"),
+        runs_per_gpu=operational(config["runs_per_gpu"]),
+        gpu_lock_dir=operational("results/.gpu-locks"),
+    )
+
+
+def perturbation(wildcards):
+    """The deliberate nudge for this one run, if the config asks for it."""
+    perturb = config["perturb"]
+    if perturb["step"] is None or (int(wildcards.seed), int(wildcards.repeat)) != (
+        perturb["seed"],
+        perturb["repeat"],
+    ):
+        return None
+    return {"step": perturb["step"], "variable": perturb["variable"]}
+
+
+def reference_files():
+    """Every file of the saved reference bundle, so that an edit to one re-compares."""
+    if config["reference"] is None:
+        return []
+    return sorted(str(p) for p in Path(config["reference"]).rglob("*") if p.is_file())
+
+
+def exported_config():
+    """The config a reference bundle records: everything but other datasets' entries."""
+    return {
+        **{key: value for key, value in config.items() if key != "datasets"},
+        "datasets": {config["dataset"]: config["datasets"][config["dataset"]]},
+    }
 
 
 def initializer_draws():

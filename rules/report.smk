@@ -1,7 +1,13 @@
 rule compare:
     input:
         records=run_records(),
+        traces=run_files("trace.npz"),
         initializers=initializer_draws(),
+        unseeded=control_files("unseeded", "history.json"),
+        nondeterministic=control_files("nondeterministic", "history.json"),
+        control_traces=control_files("unseeded", "trace.npz")
+        + control_files("nondeterministic", "trace.npz"),
+        reference=reference_files(),
     output:
         summary="results/report/summary.json",
         markdown="results/report/report.md",
@@ -20,12 +26,20 @@ rule compare:
             caption="../report/curves.rst",
             category="Histories",
         ),
+        steps=report(
+            "results/report/steps.png",
+            caption="../report/steps.rst",
+            category="Where runs part",
+        ),
     log:
         "results/logs/compare.log",
     conda:
         "../envs/analysis.yaml"
     params:
         comparison=config["comparison"],
+        control=config["control"]["enabled"],
+        reference=config["reference"],
+        reference_drift=config["reference_drift"],
         code=code("compare.py"),
     script:
         "../scripts/compare.py"

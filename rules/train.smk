@@ -1,9 +1,11 @@
+# The seeded runs that are judged: every seed, every repeat, each in its own process.
 rule train:
     input:
         dataset=dataset_file(),
         manifest=dataset_manifest(),
     output:
         record="results/runs/seed{seed}/repeat{repeat}/history.json",
+        trace="results/runs/seed{seed}/repeat{repeat}/trace.npz",
     log:
         "results/runs/seed{seed}/repeat{repeat}/train.log",
     benchmark:
@@ -16,15 +18,41 @@ rule train:
         runtime=config["train_resources"]["runtime"],
         gpu=gpus_per_run(),
     params:
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        threads=config["threads"],
-        device=config["device"],
-        code=code("train.py", "keras_repro.train"),
-        runs_per_gpu=operational(config["runs_per_gpu"]),
-        gpu_lock_dir=operational("results/.gpu-locks"),
+        **training_params("seeded"),
+        seed=lambda wildcards: int(wildcards.seed),
+        perturb=perturbation,
     script:
         "../scripts/train.py"
+
+
+# The control arm: runs whose seed each process draws at random (they must differ) ...
+use rule train as train_unseeded with:
+    output:
+        record="results/control/unseeded/repeat{repeat}/history.json",
+        trace="results/control/unseeded/repeat{repeat}/trace.npz",
+    log:
+        "results/control/unseeded/repeat{repeat}/train.log",
+    benchmark:
+        "results/control/unseeded/repeat{repeat}/benchmark.tsv"
+    params:
+        **training_params("unseeded"),
+        seed=None,
+        perturb=None,
+
+
+# ... and runs of the first seed with op determinism off (reported: do they differ, what it costs).
+use rule train as train_nondeterministic with:
+    output:
+        record="results/control/nondeterministic/seed{seed}/repeat{repeat}/history.json",
+        trace="results/control/nondeterministic/seed{seed}/repeat{repeat}/trace.npz",
+    log:
+        "results/control/nondeterministic/seed{seed}/repeat{repeat}/train.log",
+    benchmark:
+        "results/control/nondeterministic/seed{seed}/repeat{repeat}/benchmark.tsv"
+    params:
+        **training_params("nondeterministic"),
+        seed=lambda wildcards: int(wildcards.seed),
+        perturb=None,
 
 
 rule initializers:

@@ -5,15 +5,22 @@ from keras_repro.logs import configure_logging
 from keras_repro.report import ReportPaths, write_report
 
 configure_logging(snakemake.log[0])
+inputs, outputs, params = snakemake.input, snakemake.output, snakemake.params
 write_report(
-    snakemake.input.records,
-    snakemake.input.initializers,
+    inputs.records,
+    inputs.initializers,
     ReportPaths(
-        summary=snakemake.output.summary,
-        markdown=snakemake.output.markdown,
-        html=snakemake.output.html,
-        histories=snakemake.output.histories,
-        curves=snakemake.output.curves,
+        summary=outputs.summary,
+        markdown=outputs.markdown,
+        html=outputs.html,
+        histories=outputs.histories,
+        curves=outputs.curves,
+        steps=outputs.steps,
     ),
-    Tolerance.from_config(snakemake.params.comparison),
+    Tolerance.from_config(params.comparison),
+    controls={"unseeded": inputs.unseeded, "nondeterministic": inputs.nondeterministic}
+    if params.control
+    else None,
+    reference=params.reference,
+    reference_drift=params.reference_drift,
 )

@@ -32,6 +32,7 @@ from keras_repro.gpus import (
 )
 from keras_repro.launch import train_in_fresh_process
 from keras_repro.record import read_record
+from keras_repro.settings import RunSettings
 
 CARD_A = Gpu(index=0, uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000", name="Fake A100")
 CARD_B = Gpu(index=1, uuid="GPU-bbbbbbbb-1111-1111-1111-111111111111", name="Fake H200")
@@ -455,13 +456,17 @@ def test_the_training_process_inherits_the_lock_and_the_assignment(tmp_path, mon
         train_in_fresh_process(
             tmp_path / "dataset.npz",
             tmp_path / "r.json",
+            (tmp_path / "r.json").with_name("trace.npz"),
             tmp_path / "train.log",
-            seed=4,
-            repeat=1,
-            epochs=1,
-            batch_size=8,
-            threads=1,
-            device=device,
+            RunSettings(
+                seed=4,
+                repeat=1,
+                epochs=1,
+                batch_size=8,
+                threads=1,
+                device=device,
+                trace_every=5,
+            ),
             runs_per_gpu=1,
             gpu_lock_dir=locks,
         )
@@ -502,13 +507,17 @@ def test_the_launcher_gives_the_training_process_a_free_card(tmp_path, monkeypat
         train_in_fresh_process(
             dataset,
             tmp_path / "r.json",
+            (tmp_path / "r.json").with_name("trace.npz"),
             tmp_path / "train.log",
-            seed=3,
-            repeat=1,
-            epochs=1,
-            batch_size=32,
-            threads=1,
-            device="auto",
+            RunSettings(
+                seed=3,
+                repeat=1,
+                epochs=1,
+                batch_size=32,
+                threads=1,
+                device="auto",
+                trace_every=5,
+            ),
             runs_per_gpu=1,
             gpu_lock_dir=locks,
         )

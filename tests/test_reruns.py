@@ -15,10 +15,13 @@ from keras_repro.config import load_schema
 
 pytestmark = pytest.mark.workflow
 
-EVERYTHING = ("download", "build_dataset", "train", "initializers", "compare", "verdict")
-FROM_DATA = ("download", "build_dataset", "train", "compare", "verdict")
-FROM_BUILD = ("build_dataset", "train", "compare", "verdict")
-FROM_TRAIN = ("train", "compare", "verdict")
+TRAINING = ("train", "train_unseeded", "train_nondeterministic")
+EVERYTHING = ("download", "build_dataset", *TRAINING, "initializers", "compare", "verdict")
+FROM_DATA = ("download", "build_dataset", *TRAINING, "compare", "verdict")
+FROM_BUILD = ("build_dataset", *TRAINING, "compare", "verdict")
+FROM_TRAIN = (*TRAINING, "compare", "verdict")
+FROM_SEEDED_TRAIN = ("train", "compare", "verdict")
+FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", "compare", "verdict")
 FROM_INITIALIZERS = ("initializers", "compare", "verdict")
 FROM_COMPARE = ("compare", "verdict")
 NOTHING = ()
@@ -27,12 +30,22 @@ NOTHING = ()
 CONFIG_RERUNS = [
     ("dataset", "dataset=fashion_mnist", FROM_DATA),
     ("subset.train, subset.test", "subset={train: 100}", FROM_BUILD),
-    ("seeds", "seeds=[812,42,7]", FROM_TRAIN),
-    ("repeats", "repeats=3", FROM_TRAIN),
+    ("seeds", "seeds=[812,42,7]", FROM_SEEDED_TRAIN),
+    ("repeats", "repeats=3", FROM_SEEDED_TRAIN),
     ("epochs", "epochs=2", FROM_TRAIN),
     ("batch_size", "batch_size=32", FROM_TRAIN),
     ("threads", "threads=2", FROM_TRAIN),
     ("device", "device=cpu", FROM_TRAIN),
+    ("trace.every_steps", "trace={every_steps: 3}", FROM_TRAIN),
+    ("control.enabled", "control={enabled: false}", FROM_COMPARE),
+    ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
+    ("reference", "reference=REFERENCE", FROM_COMPARE),
+    ("reference_drift", "reference_drift=fail", FROM_COMPARE),
+    (
+        "perturb.seed, .repeat, .step, .variable",
+        "perturb={seed: 42, repeat: 2, step: 3}",
+        FROM_SEEDED_TRAIN,
+    ),
     ("comparison.mode, .rtol, .atol", "comparison={mode: tolerance, rtol: 0.001}", FROM_COMPARE),
     ("initializer_processes", "initializer_processes=3", FROM_INITIALIZERS),
     ("initializer_global_seed", "initializer_global_seed=7", FROM_INITIALIZERS),
@@ -55,6 +68,12 @@ CONFIG_KEYS = {
     "dataset": ["dataset"],
     "subset.train, subset.test": ["subset.train", "subset.test"],
     "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
+    "perturb.seed, .repeat, .step, .variable": [
+        "perturb.seed",
+        "perturb.repeat",
+        "perturb.step",
+        "perturb.variable",
+    ],
     "train_resources.mem_mb, .runtime": ["train_resources.mem_mb", "train_resources.runtime"],
     "download.timeout, .attempts, .backoff_seconds": [
         "download.timeout",
@@ -73,6 +92,7 @@ FILE_RERUNS = [
     ("scripts/initializers.py", FROM_INITIALIZERS),
     ("scripts/compare.py", FROM_COMPARE),
     ("scripts/verdict.py", ("verdict",)),
+    ("scripts/export_reference.py", NOTHING),
     ("src/keras_repro/__init__.py", EVERYTHING),
     ("src/keras_repro/config.py", EVERYTHING),
     ("src/keras_repro/dataset.py", EVERYTHING),
@@ -84,6 +104,11 @@ FILE_RERUNS = [
     ("src/keras_repro/launch.py", FROM_TRAIN),
     ("src/keras_repro/processes.py", FROM_TRAIN),
     ("src/keras_repro/gpus.py", FROM_TRAIN),
+    ("src/keras_repro/settings.py", FROM_TRAIN),
+    ("src/keras_repro/trace.py", FROM_TRAIN),
+    ("src/keras_repro/diagnosis.py", FROM_COMPARE),
+    ("src/keras_repro/reference.py", FROM_COMPARE),
+    ("src/keras_repro/render.py", FROM_COMPARE),
     ("src/keras_repro/train.py", FROM_TRAIN),
     ("src/keras_repro/fingerprint.py", FROM_TRAIN),
     ("src/keras_repro/record.py", FROM_TRAIN),
@@ -103,7 +128,9 @@ FILE_RERUNS = [
     ("rules/data.smk", NOTHING),
     ("rules/train.smk", NOTHING),
     ("rules/report.smk", NOTHING),
+    ("rules/reference.smk", NOTHING),
     ("report/workflow.rst", NOTHING),
+    ("report/steps.rst", NOTHING),
 ]
 WORKFLOW_SOURCES = ("Snakefile", "rules", "scripts", "src", "profiles", "report", "envs")
 README_START = "<!-- rerun table: checked by tests/test_reruns.py -->"
@@ -135,7 +162,11 @@ def copy_of_workflow(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("change", "override", "expected"), CONFIG_RERUNS, ids=[r[0] for r in CONFIG_RERUNS]
 )
-def test_a_config_change_reruns_exactly(finished_run, change, override, expected):
+def test_a_config_change_reruns_exactly(finished_run, tmp_path, change, override, expected):
+    if "REFERENCE" in override:  # a folder that looks like a bundle is all a dry run needs
+        (tmp_path / "bundle").mkdir()
+        (tmp_path / "bundle/reference.json").write_text("{}")
+        override = override.replace("REFERENCE", str(tmp_path / "bundle"))
     result = snakemake(finished_run, "-n", "--config", override)
     assert planned_rules(result) == set(expected), change
 

@@ -138,13 +138,19 @@ def slurm_run(
         yield workdir, slurm_jobs()
 
 
+def rule_of(job: dict[str, str]) -> str:
+    """The rule a job ran, from the comment the plugin gives it (rule_<name>_wildcards_...)."""
+    return re.sub(r"_wildcards_.*", "", job["comment"])
+
+
 def test_training_runs_in_slurm_jobs_bit_equal_to_the_local_run(slurm_run, finished_run):
     workdir, jobs = slurm_run
     records = sorted((workdir / "results/runs").glob("*/*/history.json"))
     assert len(records) == 4
     job_ids = {read_record(path).fingerprint["environment"]["SLURM_JOB_ID"] for path in records}
     assert None not in job_ids and len(job_ids) == 4, "each run in its own SLURM job"
-    assert job_ids == {job["id"] for job in jobs if job["comment"].startswith("rule_train_")}
+    train_jobs = {job["id"] for job in jobs if rule_of(job) == "rule_train"}
+    assert job_ids == train_jobs
 
     verdict = (workdir / "results/report/verdict.txt").read_text()
     assert verdict.startswith("identical (bit-exact)")
@@ -155,12 +161,19 @@ def test_training_runs_in_slurm_jobs_bit_equal_to_the_local_run(slurm_run, finis
 
 def test_the_profile_places_every_job(slurm_run):
     _workdir, jobs = slurm_run
-    rules = {re.sub(r"_wildcards_.*", "", job["comment"]) for job in jobs}
+    rules = {rule_of(job) for job in jobs}
     # download and verdict are local rules: they ran on the submit host
-    assert rules == {"rule_build_dataset", "rule_initializers", "rule_train", "rule_compare"}
+    assert rules == {
+        "rule_build_dataset",
+        "rule_initializers",
+        "rule_train",
+        "rule_train_unseeded",
+        "rule_train_nondeterministic",
+        "rule_compare",
+    }
     for job in jobs:
         assert (job["account"], job["partition"]) == (ACCOUNT, PARTITION)
-        if job["comment"].startswith("rule_train_"):
+        if rule_of(job).startswith("rule_train"):
             # the config's threads (1), train_resources (4096 MB, 120 min), device cpu
             assert (job["cpus"], job["memory"], job["time_limit"]) == ("1", "4G", "2:00:00")
             assert job["gpus"] == "N/A"
@@ -187,6 +200,7 @@ def test_device_gpu_requests_a_gpu_per_run_and_fails_cleanly_on_a_fake_card(slur
         "device=gpu",
         "threads=2",
         "seeds=[812]",
+        "control={enabled: false}",
     )
     assert result.returncode == 1, result.stdout[-20000:]  # failed, not timed out (124)
     earlier = {job["id"] for job in slurm_run[1]}

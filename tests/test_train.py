@@ -13,6 +13,7 @@ from conftest import make_arrays, sha256_file
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
 from keras_repro.launch import TrainingFailed, train_in_fresh_process
 from keras_repro.record import read_record
+from keras_repro.settings import RunSettings
 
 pytest.importorskip("tensorflow")
 from keras_repro.train import BatchDigests
@@ -91,13 +92,17 @@ def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
         train_in_fresh_process(
             tmp_path / "missing.npz",
             tmp_path / "r.json",
+            (tmp_path / "r.json").with_name("trace.npz"),
             log,
-            seed=3,
-            repeat=1,
-            epochs=1,
-            batch_size=8,
-            threads=1,
-            device="cpu",
+            RunSettings(
+                seed=3,
+                repeat=1,
+                epochs=1,
+                batch_size=8,
+                threads=1,
+                device="cpu",
+                trace_every=5,
+            ),
             runs_per_gpu=1,
             gpu_lock_dir=tmp_path / "locks",
         )
@@ -112,13 +117,17 @@ def test_the_launcher_fixes_the_child_environment(tmp_path, tiny_dataset, monkey
     train_in_fresh_process(
         tiny_dataset,
         tmp_path / "r.json",
+        (tmp_path / "r.json").with_name("trace.npz"),
         tmp_path / "train.log",
-        seed=5,
-        repeat=2,
-        epochs=1,
-        batch_size=32,
-        threads=1,
-        device="cpu",
+        RunSettings(
+            seed=5,
+            repeat=2,
+            epochs=1,
+            batch_size=32,
+            threads=1,
+            device="cpu",
+            trace_every=5,
+        ),
         runs_per_gpu=1,
         gpu_lock_dir=tmp_path / "locks",
     )

@@ -149,7 +149,7 @@ def test_snakemake_report_holds_the_verdict_the_curves_and_the_table(copied_run,
             Path(name).name: archive.read(name) for name in archive.namelist() if "/raw/" in name
         }
         pages = b"".join(archive.read(name) for name in archive.namelist())
-    assert set(results) == {"report.html", "curves.png", "histories.csv"}
+    assert set(results) == {"report.html", "curves.png", "histories.csv", "steps.png"}
     assert b"Verdict: IDENTICAL (bit-exact): all 4 runs agree" in results["report.html"]
     assert results["curves.png"].startswith(b"\x89PNG")
     assert results["histories.csv"].startswith(b"seed,repeat,epoch,metric,value,value_hex")

@@ -80,6 +80,8 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
         "repeats": 2,
         "epochs": 1,
         "threads": 1,
+        # a weight checkpoint at every step: a planted nudge is named at its exact step
+        "trace": {"every_steps": 1},
     }
     settings.update(overrides)
     write_config(workdir, **settings)

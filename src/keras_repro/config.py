@@ -129,6 +129,16 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         )
     for name, entry in datasets.items():
         problems += _dataset_problems(name, entry)
+    perturb = config["perturb"]
+    unset = [key for key in ("seed", "repeat", "step") if perturb[key] is None]
+    if perturb["step"] is not None or perturb["variable"] is not None:
+        if unset:
+            problems.append(f"perturb: set {', '.join(unset)} too, or no step to nudge nothing")
+        elif perturb["seed"] not in config["seeds"] or perturb["repeat"] > config["repeats"]:
+            problems.append(
+                f"perturb: seed {perturb['seed']} repeat {perturb['repeat']} is not one of the "
+                f"runs (seeds {config['seeds']}, repeats 1 to {config['repeats']})"
+            )
     comparison = config["comparison"]
     if comparison["mode"] == "tolerance" and comparison["rtol"] == 0 and comparison["atol"] == 0:
         problems.append(

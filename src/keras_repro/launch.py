@@ -12,8 +12,10 @@ a killed workflow leaves no training behind to write into results/ later.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +27,7 @@ import keras_repro
 from keras_repro.errors import ReproError
 from keras_repro.gpus import ASSIGNMENT_VARIABLE, GpuAssignment, assign_gpu
 from keras_repro.processes import job_owner
+from keras_repro.settings import RunSettings
 
 PACKAGE_ROOT = str(Path(keras_repro.__file__).resolve().parent.parent)
 WATCH_SECONDS = 1.0
@@ -99,39 +102,32 @@ def _lock_descriptors(assignment: GpuAssignment | None) -> tuple[int, ...]:
 def train_in_fresh_process(
     dataset_path: Path,
     record_path: Path,
+    trace_path: Path,
     log_path: Path,
+    settings: RunSettings,
     *,
-    seed: int,
-    repeat: int,
-    epochs: int,
-    batch_size: int,
-    threads: int,
-    device: str,
     runs_per_gpu: int,
     gpu_lock_dir: Path,
-    expected_dataset_sha256: str | None = None,
-) -> None:
+) -> RunSettings:
     """Run the training CLI in a new interpreter, PYTHONHASHSEED set before it starts.
 
-    With ``device`` gpu or auto the run holds a GPU of its own while it trains (see
+    Without a seed in ``settings`` (the unseeded control), one is drawn here at random and
+    recorded. With ``device`` gpu or auto the run holds a GPU of its own while it trains (see
     ``keras_repro.gpus.assign_gpu``), at most ``runs_per_gpu`` runs per card, from the lock
-    files in ``gpu_lock_dir/<this machine's name>``.
+    files in ``gpu_lock_dir/<this machine's name>``. Returns the settings the run was given.
     """
+    if settings.seed is None:
+        settings = dataclasses.replace(settings, seed=secrets.randbelow(2**32), seed_drawn=True)
+    seed, repeat, threads = settings.seed, settings.repeat, settings.threads
     command = [
         sys.executable,
         "-m",
         "keras_repro.train",
         str(dataset_path),
         str(record_path),
-        f"--seed={seed}",
-        f"--repeat={repeat}",
-        f"--epochs={epochs}",
-        f"--batch-size={batch_size}",
-        f"--threads={threads}",
-        f"--device={device}",
+        f"--trace={trace_path}",
+        *settings.to_arguments(),
     ]
-    if expected_dataset_sha256:
-        command.append(f"--dataset-sha256={expected_dataset_sha256}")
     # The scheduler sets OMP_NUM_THREADS from the cores it grants; the run's own count wins.
     # The child runs this very package, wherever it was imported from.
     environment = {
@@ -143,7 +139,7 @@ def train_in_fresh_process(
     environment.pop(ASSIGNMENT_VARIABLE, None)
     gpu_choice: AbstractContextManager[GpuAssignment | None] = (
         nullcontext(None)
-        if device == "cpu"
+        if settings.device == "cpu"
         else assign_gpu(Path(gpu_lock_dir) / socket.gethostname(), runs_per_gpu)
     )
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -165,3 +161,4 @@ def train_in_fresh_process(
             f"training seed {seed} repeat {repeat} exited with {status}; "
             f"the end of {log_path}:\n" + "\n".join(tail)
         )
+    return settings

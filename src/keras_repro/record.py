@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.files import write_json_atomic
+from keras_repro.trace import Trace, read_trace
 
 RECORD_FORMAT = "keras-repro/run-record"
 RECORD_FORMAT_VERSION = 1
@@ -36,6 +38,9 @@ class RunRecord:
     fingerprint: dict[str, Any]
     timings: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+    # The step trace beside the record: {"file": relative path, "sha256": ...}; older records
+    # have none.
+    trace: dict[str, str] | None = None
 
 
 def encode_floats(values: list[float]) -> dict[str, list[Any]]:
@@ -106,6 +111,13 @@ def _check_fields(data: dict[str, Any], path: Path) -> None:
         value = data.get(name, {})
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise RecordError(f"{path}: {name} must be a {kind.__name__}, got {value!r:.60}")
+    trace = data.get("trace")
+    if trace is not None and not (
+        isinstance(trace, dict) and all(isinstance(trace.get(k), str) for k in ("file", "sha256"))
+    ):
+        raise RecordError(
+            f"{path}: trace must be {{'file': ..., 'sha256': ...}}, got {trace!r:.60}"
+        )
     digests = [data["final_weight_digest"], *data["weight_digests"]]
     digests += [d for passes in data["data_digests"].values() for d in passes]
     if not all(isinstance(d, str) for d in digests):
@@ -140,25 +152,56 @@ def read_record(path: Path) -> RunRecord:
     return RunRecord(**fields)
 
 
-def read_records(paths: list[Path]) -> tuple[list[RunRecord], list[RefusedRecord]]:
-    """The records that can be trusted, and the others with the reason each was refused."""
-    records: dict[tuple[int, int], tuple[Path, RunRecord]] = {}
+@dataclass
+class Run:
+    """A run record as read from ``path``, with the step trace beside it (None: it has none)."""
+
+    path: Path
+    record: RunRecord
+    trace: Trace | None
+
+
+def read_run(path: Path) -> Run:
+    """A record and its trace, refused when the trace is not the one the run wrote."""
+    record = read_record(path)
+    if record.trace is None:
+        return Run(Path(path), record, None)
+    trace_path = Path(path).parent / record.trace["file"]
+    try:
+        actual = file_sha256(trace_path)
+    except OSError as error:
+        raise RecordError(f"{path}: its trace {trace_path} cannot be read ({error})") from None
+    if actual != record.trace["sha256"]:
+        raise RecordError(
+            f"{path}: its trace {trace_path} has sha256 {actual}, not the {record.trace['sha256']} "
+            "the run recorded: it was changed after training"
+        )
+    try:
+        trace = read_trace(trace_path)
+    except (OSError, ValueError, KeyError) as error:
+        raise RecordError(f"{path}: its trace {trace_path} is not readable ({error})") from None
+    return Run(Path(path), record, trace)
+
+
+def read_runs(paths: list[Path]) -> tuple[list[Run], list[RefusedRecord]]:
+    """The runs that can be trusted, and the others with the reason each was refused."""
+    runs: dict[tuple[int, int], Run] = {}
     refused = []
     for path in paths:
         try:
-            record = read_record(path)
+            run = read_run(path)
         except RecordError as error:
             refused.append(RefusedRecord(str(path), str(error)))
             continue
-        key = (record.seed, record.repeat)
-        if key in records:
+        key = (run.record.seed, run.record.repeat)
+        if key in runs:
             refused.append(
                 RefusedRecord(
                     str(path),
-                    f"{path}: claims seed {key[0]} repeat {key[1]}, like {records[key][0]}; "
+                    f"{path}: claims seed {key[0]} repeat {key[1]}, like {runs[key].path}; "
                     "a record copied over another run's?",
                 )
             )
             continue
-        records[key] = (Path(path), record)
-    return [record for _, record in records.values()], refused
+        runs[key] = run
+    return list(runs.values()), refused

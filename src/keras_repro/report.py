@@ -1,5 +1,6 @@
 """Write the comparison's files: summary.json for machines, report.md/.html for people, the
-histories as CSV and the curves as PNG, each to the path it is given."""
+histories as CSV, the curves and the step-level divergence as PNG, each to the path it is
+given."""
 
 from __future__ import annotations
 
@@ -7,23 +8,21 @@ import argparse
 import base64
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jinja2
 
 from keras_repro.compare import Tolerance
 from keras_repro.config import defaults
 from keras_repro.errors import ReproError
 from keras_repro.files import atomic_write, write_json_atomic
 from keras_repro.logs import configure_logging
-from keras_repro.plots import training_curves_png
-from keras_repro.record import read_records
-from keras_repro.summary import Comparison, DigestCell, summarize
+from keras_repro.plots import step_divergence_png, training_curves_png
+from keras_repro.record import read_runs
+from keras_repro.reference import compare_with_reference, load_reference
+from keras_repro.render import render
+from keras_repro.summary import Comparison, summarize
 from keras_repro.tables import tidy_histories
-from keras_repro.verdict import describe_divergence, headline, judge
+from keras_repro.verdict import judge
 
 
 @dataclass(frozen=True)
@@ -33,54 +32,14 @@ class ReportPaths:
     html: Path
     histories: Path
     curves: Path
+    steps: Path
 
     @classmethod
     def in_folder(cls, folder: Path) -> ReportPaths:
         """The workflow's file names, in one folder (for the CLI)."""
         folder = Path(folder)
         names = ("summary.json", "report.md", "report.html", "histories.csv", "curves.png")
-        return cls(*(folder / name for name in names))
-
-
-def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _number(value: float | None) -> str:
-    return "—" if value is None else repr(value)
-
-
-def _digest_text(cell: DigestCell) -> str:
-    text = ", ".join(digest[:12] for digest in cell.digests) or "—"
-    return text + (" ✗" if cell.differs else "")
-
-
-def _apply(value: Any, macro: Callable[[Any], str]) -> str:
-    return macro(value)
-
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("keras_repro", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
-TEMPLATES.filters.update(
-    describe=describe_divergence,
-    md_cell=_md_cell,
-    number=_number,
-    digest_text=_digest_text,
-    apply=_apply,
-    format_repeat="repeat {}".format,
-)
-
-
-def render(template: str, comparison: Comparison, **context: Any) -> str:
-    return TEMPLATES.get_template(template).render(
-        comparison=comparison, headline=headline(comparison), **context
-    )
+        return cls(*(folder / name for name in names), folder / "steps.png")
 
 
 def write_report(
@@ -88,26 +47,47 @@ def write_report(
     initializer_paths: list[Path],
     outputs: ReportPaths,
     tolerance: Tolerance | None = None,
+    *,
+    controls: dict[str, list[Path]] | None = None,
+    reference: Path | None = None,
+    reference_drift: str = "report",
 ) -> Comparison:
-    """Compare every run and write each report file; summary.json is written last."""
-    records, refused = read_records(record_paths)
+    """Compare every run (and the control arm, and the reference when given) and write each
+    report file; summary.json is written last."""
+    runs, refused = read_runs(record_paths)
+    control_runs = None
+    if controls is not None:
+        control_runs = {}
+        for arm, paths in controls.items():
+            control_runs[arm], refused_here = read_runs(paths)
+            refused += refused_here
     draws = [json.loads(Path(path).read_text()) for path in initializer_paths]
-    comparison = summarize(records, draws, tolerance, refused)
+    compared = None
+    if reference is not None:
+        compared = compare_with_reference(
+            load_reference(reference), runs, tolerance, reference_drift
+        )
+    comparison = summarize(runs, draws, tolerance, refused, control_runs, compared)
     with atomic_write(outputs.histories) as handle:
-        tidy_histories(records).to_csv(handle, index=False)
-    curves = training_curves_png(records)
-    with atomic_write(outputs.curves, binary=True) as handle:
-        handle.write(curves)
+        tidy_histories([run.record for run in runs]).to_csv(handle, index=False)
+    figures = {
+        "curves": training_curves_png([run.record for run in runs]),
+        "steps": step_divergence_png(runs),
+    }
+    for name, png in figures.items():
+        with atomic_write(getattr(outputs, name), binary=True) as handle:
+            handle.write(png)
+    folder = Path(outputs.markdown).parent
     markdown = render(
         "report.md.j2",
         comparison,
-        curves_link=os.path.relpath(outputs.curves, Path(outputs.markdown).parent),
+        links={name: os.path.relpath(getattr(outputs, name), folder) for name in figures},
     )
     with atomic_write(outputs.markdown) as handle:
         handle.write(markdown)
-    html = render("report.html.j2", comparison, curves_base64=base64.b64encode(curves).decode())
+    images = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     with atomic_write(outputs.html) as handle:
-        handle.write(html)
+        handle.write(render("report.html.j2", comparison, images=images))
     write_json_atomic(comparison.to_json(), outputs.summary)
     return comparison
 
@@ -120,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     compare.add_argument("output_dir", type=Path, help="folder for the report files")
     compare.add_argument("--records", type=Path, nargs="+", required=True)
     compare.add_argument("--initializers", type=Path, nargs="+", required=True)
+    compare.add_argument("--unseeded", type=Path, nargs="*", help="the control arm's records")
+    compare.add_argument("--nondeterministic", type=Path, nargs="*")
+    compare.add_argument("--reference", type=Path, help="a bundle from export_reference")
+    compare.add_argument(
+        "--reference-drift", choices=("report", "fail"), default=defaults()["reference_drift"]
+    )
     compare.add_argument(
         "--mode", choices=("exact", "tolerance"), default=comparison_defaults["mode"]
     )
@@ -135,8 +121,21 @@ def main(argv: list[str] | None = None) -> None:
             tolerance = Tolerance.from_config(
                 {"mode": args.mode, "rtol": args.rtol, "atol": args.atol}
             )
-            outputs = ReportPaths.in_folder(args.output_dir)
-            comparison = write_report(args.records, args.initializers, outputs, tolerance)
+            controls = None
+            if args.unseeded is not None or args.nondeterministic is not None:
+                controls = {
+                    "unseeded": args.unseeded or [],
+                    "nondeterministic": args.nondeterministic or [],
+                }
+            comparison = write_report(
+                args.records,
+                args.initializers,
+                ReportPaths.in_folder(args.output_dir),
+                tolerance,
+                controls=controls,
+                reference=args.reference,
+                reference_drift=args.reference_drift,
+            )
             print(f"verdict: {comparison.verdict} ({comparison.mode_label})")
         else:
             judge(args.summary, args.verdict)

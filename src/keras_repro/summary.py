@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import types
 import typing
 from collections import defaultdict
@@ -26,7 +27,15 @@ from keras_repro.compare import (
     first_divergence,
     ulp_distance,
 )
-from keras_repro.record import RefusedRecord, RunRecord
+from keras_repro.diagnosis import (
+    FieldChange,
+    can_change_results,
+    environment_changes,
+    explain,
+    flatten,
+)
+from keras_repro.record import RefusedRecord, Run, RunRecord
+from keras_repro.trace import TraceComparison, compare_traces
 
 SUMMARY_FORMAT = "keras-repro/summary"
 SUMMARY_FORMAT_VERSION = 1
@@ -67,12 +76,14 @@ class DigestRow:
 
 @dataclass
 class PairResult:
-    """One repeat against the seed's reference repeat."""
+    """One run against another of the same seed (or against the saved reference)."""
 
     repeat: int
     identical: bool
     divergences: int
     first_divergence: Divergence | None
+    cause: str | None = None  # environment, data, compute or record: see diagnosis.explain
+    trace: TraceComparison | None = None
 
 
 @dataclass
@@ -90,7 +101,81 @@ class SeedResult:
 class FingerprintRow:
     field: str
     values: list[str]  # one per run, in the order of Comparison.run_labels
-    differs_within_seed: bool
+    differs_within_seed: bool  # and can change a result (fields that vary by design never do)
+    varies_by_design: bool = False  # differs within a seed, but cannot change a result
+
+
+@dataclass
+class RunTime:
+    label: str
+    arm: str
+    seconds: float
+    seconds_per_epoch: float
+
+
+@dataclass
+class ControlGroup:
+    """Runs of the control arm, compared with each other."""
+
+    arm: str  # unseeded (each run draws its seed) or nondeterministic (op determinism off)
+    labels: list[str]
+    identical: bool
+    first_divergence: Divergence | None
+    seconds_per_epoch: float  # median
+
+
+@dataclass
+class ControlResult:
+    enabled: bool
+    unseeded: ControlGroup | None = None
+    nondeterministic: ControlGroup | None = None
+    deterministic_seconds_per_epoch: float | None = None  # median of the same seed's runs
+
+    @property
+    def has_power(self) -> bool | None:
+        """False when runs without a common seed came out identical."""
+        return None if self.unseeded is None else not self.unseeded.identical
+
+    @property
+    def determinism_cost(self) -> float | None:
+        """Seconds per epoch with op determinism on, over off."""
+        if self.nondeterministic is None or not self.deterministic_seconds_per_epoch:
+            return None
+        return self.deterministic_seconds_per_epoch / self.nondeterministic.seconds_per_epoch
+
+
+@dataclass
+class ReferenceRun:
+    """A seed's first run now, against the reference's run of that seed."""
+
+    seed: int
+    classification: str  # identical, bug (same environment) or drift (environment changed)
+    changes: list[FieldChange]
+    pair: PairResult
+
+
+@dataclass
+class ReferenceResult:
+    path: str
+    created: str
+    drift: str  # what drift does to the verdict: report or fail
+    not_comparable: list[str]  # why the reference cannot be compared with these runs
+    runs: list[ReferenceRun]
+
+    def failures(self) -> list[str]:
+        if self.not_comparable:
+            return [f"reference {self.path} is not comparable: " + "; ".join(self.not_comparable)]
+        return [
+            f"seed {run.seed} differs from the reference {self.path}"
+            + (
+                " in the same environment: a reproducibility bug"
+                if run.classification == "bug"
+                else " after the environment changed (drift)"
+            )
+            for run in self.runs
+            if run.classification == "bug"
+            or (run.classification == "drift" and self.drift == "fail")
+        ]
 
 
 @dataclass
@@ -114,6 +199,10 @@ class Comparison:
     fingerprints: list[FingerprintRow]
     divergences: list[Divergence] = field(default_factory=list)
     refused: list[RefusedRecord] = field(default_factory=list)
+    controls: ControlResult = field(default_factory=lambda: ControlResult(enabled=False))
+    reference: ReferenceResult | None = None
+    times: list[RunTime] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
 
     @property
     def identical(self) -> bool:
@@ -218,79 +307,164 @@ def _digest_rows(runs: list[RunRecord]) -> list[DigestRow]:
     return rows
 
 
+def compare_pair(
+    reference: Run, other: Run, tolerance: Tolerance | None
+) -> tuple[PairResult, list[Divergence]]:
+    """Every divergence of ``other`` from ``reference``, the first one explained."""
+    divergences = compare_runs(reference.record, other.record, tolerance)
+    trace = (
+        compare_traces(reference.trace, other.trace)
+        if reference.trace is not None and other.trace is not None
+        else None
+    )
+    first, cause = first_divergence(divergences), None
+    if first is not None:
+        weights_identical = (
+            reference.record.weight_digests == other.record.weight_digests
+            and reference.record.final_weight_digest == other.record.final_weight_digest
+        )
+        changes = environment_changes(reference.record.fingerprint, other.record.fingerprint)
+        cause, first.explanation = explain(first, weights_identical, trace, changes)
+    pair = PairResult(other.record.repeat, not divergences, len(divergences), first, cause, trace)
+    return pair, divergences
+
+
 def _seed_result(
-    runs: list[RunRecord], tolerance: Tolerance | None
+    runs: list[Run], tolerance: Tolerance | None
 ) -> tuple[SeedResult, list[Divergence]]:
     reference, pairs, found = runs[0], [], []
     for other in runs[1:]:
-        divergences = compare_runs(reference, other, tolerance)
+        pair, divergences = compare_pair(reference, other, tolerance)
+        pairs.append(pair)
         found += divergences
-        pairs.append(
-            PairResult(
-                other.repeat, not divergences, len(divergences), first_divergence(divergences)
-            )
-        )
     firsts = [p.first_divergence for p in pairs if p.first_divergence]
+    records = [run.record for run in runs]
     result = SeedResult(
-        reference_repeat=reference.repeat,
-        repeats=[r.repeat for r in runs],
+        reference_repeat=reference.record.repeat,
+        repeats=[r.repeat for r in records],
         identical=not firsts,
         first_divergence=firsts[0] if firsts else None,
         pairs=pairs,
-        metrics=_metric_rows(runs),
-        digests=_digest_rows(runs),
+        metrics=_metric_rows(records),
+        digests=_digest_rows(records),
     )
     return result, found
 
 
-def _flatten(prefix: str, value: Any) -> dict[str, str]:
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, inner in value.items():
-            flat.update(_flatten(f"{prefix}.{key}" if prefix else key, inner))
-        return flat
-    return {prefix: json.dumps(value) if isinstance(value, list) else str(value)}
-
-
 def _fingerprint_rows(records: list[RunRecord]) -> list[FingerprintRow]:
-    flat = [_flatten("", r.fingerprint) for r in records]
+    flat = [flatten(r.fingerprint) for r in records]
     rows = []
     for key in sorted(set().union(*flat)):
         values = [f.get(key, "—") for f in flat]
         per_seed = defaultdict(set)
         for record, value in zip(records, values, strict=True):
             per_seed[record.seed].add(value)
-        rows.append(FingerprintRow(key, values, any(len(s) > 1 for s in per_seed.values())))
+        differs = any(len(seen) > 1 for seen in per_seed.values())
+        relevant = can_change_results(key)
+        rows.append(FingerprintRow(key, values, differs and relevant, differs and not relevant))
     return rows
 
 
+def _seconds_per_epoch(record: RunRecord) -> float:
+    epochs = record.timings.get("epoch_seconds") or [record.timings.get("total_seconds", 0.0)]
+    return statistics.median(epochs)
+
+
+def _run_time(run: Run, label: str) -> RunTime:
+    record = run.record
+    return RunTime(
+        label,
+        record.settings.get("arm", "seeded"),
+        record.timings.get("total_seconds", 0.0),
+        _seconds_per_epoch(record),
+    )
+
+
+def _control_group(arm: str, runs: list[Run], tolerance: Tolerance | None) -> ControlGroup:
+    found = []
+    for other in runs[1:]:
+        found += compare_pair(runs[0], other, tolerance)[1]
+    return ControlGroup(
+        arm=arm,
+        labels=[f"seed {r.record.seed} repeat {r.record.repeat}" for r in runs],
+        identical=not found,
+        first_divergence=first_divergence(found),
+        seconds_per_epoch=statistics.median(_seconds_per_epoch(r.record) for r in runs),
+    )
+
+
+def _controls(
+    controls: dict[str, list[Run]] | None, seeded: list[Run], tolerance: Tolerance | None
+) -> ControlResult:
+    if controls is None:
+        return ControlResult(enabled=False)
+    result = ControlResult(enabled=True)
+    if len(controls.get("unseeded", [])) > 1:
+        result.unseeded = _control_group("unseeded", controls["unseeded"], tolerance)
+    nondeterministic = controls.get("nondeterministic", [])
+    if len(nondeterministic) > 1:
+        result.nondeterministic = _control_group("nondeterministic", nondeterministic, tolerance)
+        same_seed = [r.record for r in seeded if r.record.seed == nondeterministic[0].record.seed]
+        if same_seed:
+            result.deterministic_seconds_per_epoch = statistics.median(
+                _seconds_per_epoch(r) for r in same_seed
+            )
+    return result
+
+
+def _failures(controls: ControlResult, reference: ReferenceResult | None) -> list[str]:
+    failures = []
+    if controls.has_power is False:
+        failures.append(
+            "the check has no power here: runs without seeding came out identical "
+            f"({', '.join(controls.unseeded.labels)})"
+        )
+    if reference is not None:
+        failures += reference.failures()
+    return failures
+
+
 def summarize(
-    records: list[RunRecord],
+    runs: list[Run],
     initializer_draws: list[dict[str, Any]],
     tolerance: Tolerance | None = None,
     refused: list[RefusedRecord] | None = None,
+    controls: dict[str, list[Run]] | None = None,
+    reference: ReferenceResult | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
-    initializer draws across processes. Any refused record makes the verdict "refused"."""
+    initializer draws across processes; judge the control arm (``controls``: runs by arm,
+    None when it is off) and the saved reference. Any refused record makes the verdict
+    "refused"."""
     refused = list(refused or [])
-    records = sorted(records, key=lambda r: (r.seed, r.repeat))
-    by_seed: dict[int, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        by_seed[record.seed].append(record)
+    runs = sorted(runs, key=lambda r: (r.record.seed, r.record.repeat))
+    records = [run.record for run in runs]
+    by_seed: dict[int, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_seed[run.record.seed].append(run)
     seeds, divergences = {}, []
-    for seed, runs in by_seed.items():
-        seeds[seed], found = _seed_result(runs, tolerance)
+    for seed, seed_runs in by_seed.items():
+        seeds[seed], found = _seed_result(seed_runs, tolerance)
         divergences += found
-    seed_divergences = compare_seeds({seed: runs[0] for seed, runs in by_seed.items()})
+    seed_divergences = compare_seeds({seed: group[0].record for seed, group in by_seed.items()})
     checks, initializer_divergences = check_initializers(initializer_draws)
     divergences += seed_divergences + initializer_divergences
+    control = _controls(controls, runs, tolerance)
+    failures = _failures(control, reference)
+    labels = [f"seed {r.seed} repeat {r.repeat}" for r in records]
+    control_runs = [run for group in (controls or {}).values() for run in group]
+    times = [_run_time(run, label) for run, label in zip(runs, labels, strict=True)]
+    times += [
+        _run_time(run, f"{run.record.settings.get('arm')} seed {run.record.seed}")
+        for run in control_runs
+    ]
     return Comparison(
-        verdict="refused" if refused else "mismatch" if divergences else "identical",
+        verdict="refused" if refused else "mismatch" if divergences or failures else "identical",
         mode="exact" if tolerance is None else "tolerance",
         mode_label=describe_mode(tolerance),
         tolerance=tolerance,
         runs=len(records),
-        run_labels=[f"seed {r.seed} repeat {r.repeat}" for r in records],
+        run_labels=labels,
         seeds=seeds,
         seeds_differ=not seed_divergences,
         initializers=InitializerResult(
@@ -301,4 +475,8 @@ def summarize(
         fingerprints=_fingerprint_rows(records),
         divergences=divergences,
         refused=refused,
+        controls=control,
+        reference=reference,
+        times=times,
+        failures=failures,
     )

@@ -4,7 +4,8 @@ This follows the Keras example "Reproducibility in Keras Models": ``set_random_s
 determinism, a ``tf.data`` pipeline with a full-buffer shuffle and a parallel map, the recipe's
 CNN compiled with ``jit_compile=False``, ``fit`` with validation on the test split, then
 ``evaluate``. Beside the history it records what a divergence needs to be explained: a digest
-of the weights after every epoch, a digest of the batches fed in every epoch, the environment.
+of the weights after every epoch, a digest of the batches fed in every epoch, the environment,
+and a step-level trace (each step's loss, each weight variable's digest every K steps).
 
 Thread pools must be set before TensorFlow runs its first op, so call ``train_and_record`` in
 a fresh process (the CLI and the workflow do), with PYTHONHASHSEED set before Python starts.
@@ -17,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +27,16 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from keras_repro.config import defaults
 from keras_repro.dataset import load_dataset, verify_dataset_file
-from keras_repro.digest import arrays_sha256, sequence_sha256
+from keras_repro.digest import arrays_sha256, file_sha256, sequence_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
 from keras_repro.logs import configure_logging
 from keras_repro.record import RunRecord, write_record
+from keras_repro.settings import RunSettings, add_arguments, from_arguments
+from keras_repro.trace import Trace, write_trace
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "gpu")
 
 
 class DeviceError(ReproError):
@@ -44,8 +45,6 @@ class DeviceError(ReproError):
 
 def configure_tensorflow(threads: int, device: str) -> str:
     """Fix thread pools and devices before TensorFlow initializes; returns the device used."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     gpus = tf.config.list_physical_devices("GPU")
@@ -67,9 +66,22 @@ def configure_tensorflow(threads: int, device: str) -> str:
     return "gpu"
 
 
-def build_model() -> keras.Sequential:
+class TracedSequential(keras.Sequential):
+    """The recipe's Sequential model, which also hands each training step's loss, as computed,
+    to ``loss_sink``: the running mean that Keras reports per step can hide a one-ULP change."""
+
+    loss_sink: Callable[[Any, Any], Any] | None = None
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        if training and self.loss_sink is not None:
+            self.loss_sink(self.optimizer.iterations, loss)
+        return loss
+
+
+def build_model() -> TracedSequential:
     """The recipe's CNN."""
-    return keras.Sequential(
+    return TracedSequential(
         [
             layers.Conv2D(32, (3, 3), activation="relu"),
             layers.MaxPooling2D((2, 2)),
@@ -82,7 +94,9 @@ def build_model() -> keras.Sequential:
             layers.Dense(64, activation="relu"),
             layers.Dropout(0.2),
             layers.Dense(10, activation="softmax"),
-        ]
+        ],
+        # The recipe's model's name, so that variables have the recipe's paths.
+        name="sequential",
     )
 
 
@@ -110,10 +124,11 @@ class BatchDigests:
 
 
 def observed(dataset: tf.data.Dataset, digests: BatchDigests) -> tf.data.Dataset:
-    """Pass batches through unchanged, hashing each one as the model pulls it.
+    """Pass batches through unchanged, hashing each one on its way, in order.
 
-    Placed after ``prefetch``, the map runs on demand, so batches prefetched into an iterator
-    that Keras abandons at the end of an epoch are never counted.
+    Placed right after ``batch``, the hashing runs on tf.data's threads ahead of the model
+    (behind the parallel map and prefetch), not on the training step's path; every batch a
+    pass produces is pulled by the model, as each epoch consumes its whole pass.
     """
 
     def record(index: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> list[tf.Tensor]:
@@ -137,21 +152,24 @@ def make_pipelines(
     train_digests: BatchDigests,
     test_digests: BatchDigests,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The recipe's tf.data pipelines (full-buffer shuffle, batch, parallel map, prefetch)."""
+    """The recipe's tf.data pipelines (full-buffer shuffle, batch, parallel map, prefetch),
+    with every batch hashed as it leaves ``batch`` (order and content of the data fed)."""
     train_ds = tf.data.Dataset.from_tensor_slices((arrays["train_images"], arrays["train_labels"]))
     test_ds = tf.data.Dataset.from_tensor_slices((arrays["test_images"], arrays["test_labels"]))
+    train_batches = train_ds.shuffle(buffer_size=len(arrays["train_images"])).batch(
+        batch_size=batch_size
+    )
     train_data = (
-        train_ds.shuffle(buffer_size=len(arrays["train_images"]))
-        .batch(batch_size=batch_size)
+        observed(train_batches, train_digests)
         .map(prepare_dataset, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(buffer_size=tf.data.AUTOTUNE)
     )
     test_data = (
-        test_ds.batch(batch_size=batch_size)
+        observed(test_ds.batch(batch_size=batch_size), test_digests)
         .map(prepare_dataset, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(buffer_size=tf.data.AUTOTUNE)
     )
-    return observed(train_data, train_digests), observed(test_data, test_digests)
+    return train_data, test_data
 
 
 def weights_sha256(model: keras.Model) -> str:
@@ -187,36 +205,101 @@ class EpochWatcher(keras.callbacks.Callback):
         )
 
 
-def train_and_record(
-    dataset_path: Path,
-    record_path: Path,
-    *,
-    seed: int,
-    repeat: int,
-    epochs: int,
-    batch_size: int,
-    threads: int,
-    device: str,
-    expected_dataset_sha256: str | None = None,
-) -> RunRecord:
-    """Train the recipe's model once and write its run record to ``record_path``.
+class StepLosses:
+    """Each training step's loss, written inside the compiled step into a buffer that is read
+    once at the end (no host round trip per step)."""
 
-    With ``expected_dataset_sha256`` (from build_dataset's manifest), a dataset file that was
-    replaced after it was built is refused before training.
+    def __init__(self, steps: int) -> None:
+        self.buffer = tf.Variable(tf.zeros([steps], tf.float32), trainable=False)
+
+    def __call__(self, iterations: Any, loss: Any) -> None:
+        index = tf.reshape(tf.cast(iterations, tf.int64), [1, 1])
+        self.buffer.scatter_nd_update(index, tf.reshape(tf.cast(loss, tf.float32), [1]))
+
+
+class WeightTrace(keras.callbacks.Callback):
+    """The sha256 of every weight variable every ``every`` steps and at each epoch's end; and,
+    when asked, a deliberate one-ULP nudge of one variable after one step."""
+
+    def __init__(
+        self,
+        every: int,
+        steps_per_epoch: int,
+        perturb_step: int | None = None,
+        perturb_variable: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.every, self.steps_per_epoch = every, steps_per_epoch
+        self.perturb_step, self.perturb_variable = perturb_step, perturb_variable
+        self.steps = 0
+        self.checkpoint_steps: list[int] = []
+        self.digests: list[list[bytes]] = []
+
+    def variable_names(self) -> list[str]:
+        return [variable.path for variable in self.model.weights]
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.steps += 1
+        if self.steps == self.perturb_step:
+            self._nudge()
+        if self.steps % self.every == 0 or self.steps % self.steps_per_epoch == 0:
+            self.checkpoint_steps.append(self.steps)
+            self.digests.append(
+                [
+                    bytes.fromhex(arrays_sha256((v.path, keras.ops.convert_to_numpy(v))))
+                    for v in self.model.weights
+                ]
+            )
+
+    def _nudge(self) -> None:
+        names = self.variable_names()
+        name = self.perturb_variable or names[0]
+        if name not in names:
+            raise ReproError(f"--perturb-variable {name!r}: the model has {names}")
+        variable = self.model.weights[names.index(name)]
+        value = keras.ops.convert_to_numpy(variable).copy()
+        value.flat[0] = np.nextafter(value.flat[0], np.inf, dtype=value.dtype)
+        variable.assign(value)
+        log.warning("deliberately nudged %s by one ULP after step %d", name, self.steps)
+
+    def trace(self, step_losses: np.ndarray) -> Trace:
+        return Trace(
+            steps_per_epoch=self.steps_per_epoch,
+            step_loss=step_losses[: self.steps],
+            checkpoint_steps=np.array(self.checkpoint_steps, dtype=np.int64),
+            variable_names=self.variable_names(),
+            weight_digests=np.frombuffer(
+                b"".join(b"".join(row) for row in self.digests), np.uint8
+            ).reshape(len(self.digests), len(self.variable_names()), -1),
+        )
+
+
+def train_and_record(
+    dataset_path: Path, record_path: Path, trace_path: Path, settings: RunSettings
+) -> RunRecord:
+    """Train the recipe's model once; write its trace to ``trace_path``, then its run record
+    to ``record_path``.
+
+    A dataset file whose sha256 is not ``settings.dataset_sha256`` (build_dataset's manifest)
+    is refused before training.
     """
     started = time.perf_counter()
-    dataset_sha256 = verify_dataset_file(dataset_path, expected_dataset_sha256)
-    device_used = configure_tensorflow(threads, device)
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    dataset_sha256 = verify_dataset_file(dataset_path, settings.dataset_sha256)
+    device_used = configure_tensorflow(settings.threads, settings.device)
+    keras.utils.set_random_seed(settings.seed)
+    if settings.op_determinism:
+        tf.config.experimental.enable_op_determinism()
     if os.environ.get("PYTHONHASHSEED") is None:
         log.warning("PYTHONHASHSEED is not set: Python's hash randomization is on in this run")
 
     arrays = load_dataset(dataset_path)
     train_digests, test_digests = BatchDigests(), BatchDigests()
-    train_data, test_data = make_pipelines(arrays, batch_size, train_digests, test_digests)
+    train_data, test_data = make_pipelines(arrays, settings.batch_size, train_digests, test_digests)
+    steps_per_epoch = int(train_data.cardinality())
 
     model = build_model()
+    step_losses = StepLosses(settings.epochs * steps_per_epoch)
+    model.loss_sink = step_losses
     model.compile(
         optimizer="adam",
         loss="sparse_categorical_crossentropy",
@@ -224,29 +307,33 @@ def train_and_record(
         jit_compile=False,
     )
     watcher = EpochWatcher()
+    weight_trace = WeightTrace(
+        settings.trace_every, steps_per_epoch, settings.perturb_step, settings.perturb_variable
+    )
     verbose = 1 if sys.stdout.isatty() else 2
     history = model.fit(
         train_data,
-        epochs=epochs,
+        epochs=settings.epochs,
         validation_data=test_data,
-        callbacks=[watcher],
+        callbacks=[watcher, weight_trace],
         verbose=verbose,
     )
     evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
     log.info("test accuracy: %.2f %%", 100 * evaluation["accuracy"])
+    write_trace(weight_trace.trace(step_losses.buffer.numpy()), trace_path)
 
     validation_passes = test_digests.pass_digests()
     record = RunRecord(
-        seed=seed,
-        repeat=repeat,
+        seed=settings.seed,
+        repeat=settings.repeat,
         history={name: [float(v) for v in values] for name, values in history.history.items()},
         evaluation={name: float(value) for name, value in evaluation.items()},
         weight_digests=watcher.weight_digests,
         final_weight_digest=weights_sha256(model),
         data_digests={
             "train": train_digests.pass_digests(),
-            "validation": validation_passes[:epochs],
-            "evaluate": validation_passes[epochs:],
+            "validation": validation_passes[: settings.epochs],
+            "evaluate": validation_passes[settings.epochs :],
         },
         fingerprint=environment_fingerprint(model, device_used),
         timings={
@@ -254,14 +341,16 @@ def train_and_record(
             "total_seconds": time.perf_counter() - started,
         },
         settings={
+            **settings.to_json(),
             "dataset": str(dataset_path),
             "dataset_sha256": dataset_sha256,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "threads": threads,
-            "device": device,
             "train_examples": len(arrays["train_images"]),
             "test_examples": len(arrays["test_images"]),
+            "steps_per_epoch": steps_per_epoch,
+        },
+        trace={
+            "file": os.path.relpath(trace_path, Path(record_path).parent),
+            "sha256": file_sha256(trace_path),
         },
     )
     write_record(record, record_path)
@@ -269,37 +358,28 @@ def train_and_record(
 
 
 def main(argv: list[str] | None = None) -> None:
-    default = defaults()
     parser = argparse.ArgumentParser(
-        description="Train the recipe's CNN once and write its run record (history.json). "
-        "Set PYTHONHASHSEED before starting Python, e.g. PYTHONHASHSEED=812 keras-repro-train ..."
+        description="Train the recipe's CNN once and write its run record (history.json) and "
+        "step trace. Set PYTHONHASHSEED before starting Python, e.g. "
+        "PYTHONHASHSEED=812 keras-repro-train ..."
     )
     parser.add_argument("dataset", type=Path, help="dataset file written by build_dataset")
     parser.add_argument("record", type=Path, help="run record to write (history.json)")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--repeat", type=int, default=0, help="which repeat this is (recorded)")
-    parser.add_argument("--epochs", type=int, default=default["epochs"])
-    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
     parser.add_argument(
-        "--threads", type=int, default=default["threads"], help="TF intra- and inter-op threads"
+        "--trace", type=Path, help="step trace to write (default: trace.npz beside the record)"
     )
-    parser.add_argument("--device", choices=DEVICES, default=default["device"])
-    parser.add_argument(
-        "--dataset-sha256", help="refuse a dataset file whose sha256 differs (from its manifest)"
-    )
+    # Here, not at the top: the config's schema is needed for the CLI's defaults only.
+    from keras_repro.config import defaults
+
+    add_arguments(parser, defaults())
     args = parser.parse_args(argv)
     configure_logging()
     try:
         train_and_record(
             args.dataset,
             args.record,
-            seed=args.seed,
-            repeat=args.repeat,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            device=args.device,
-            expected_dataset_sha256=args.dataset_sha256,
+            args.trace or args.record.with_name("trace.npz"),
+            from_arguments(args),
         )
     except ReproError as error:
         parser.exit(1, f"error: {error}\n")

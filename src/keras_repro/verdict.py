@@ -19,13 +19,15 @@ class VerdictError(ReproError):
 
 
 def describe_divergence(divergence: Divergence) -> str:
-    """Where a divergence is (seed, repeat, epoch), what it is, and whether the data explains it."""
+    """Where a divergence is (seed, repeat, epoch), what it is, and what explains it."""
     parts = [f"seed {divergence.seed}"] if divergence.seed is not None else []
     if divergence.repeat is not None:
         parts.append(f"repeat {divergence.repeat} vs {divergence.reference_repeat}")
     if divergence.epoch is not None:
         parts.append(f"epoch {divergence.epoch}")
     text = ", ".join(parts) + (": " if parts else "") + divergence.message
+    if divergence.explanation:
+        return f"{text} — {divergence.explanation}"
     if divergence.data_already_differed is not None:
         text += (
             " — the data fed had already differed"
@@ -33,6 +35,10 @@ def describe_divergence(divergence: Divergence) -> str:
             else " — the data fed was identical, so the compute diverged"
         )
     return text
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def headline(comparison: Comparison) -> str:
@@ -44,27 +50,35 @@ def headline(comparison: Comparison) -> str:
         )
     if comparison.identical:
         return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree"
-    count = len(comparison.divergences)
-    return f"MISMATCH ({comparison.mode_label}): {count} divergence{'' if count == 1 else 's'}"
+    found = [_plural(len(comparison.divergences), "divergence")] if comparison.divergences else []
+    found += [_plural(len(comparison.failures), "failed check")] if comparison.failures else []
+    return f"MISMATCH ({comparison.mode_label}): {', '.join(found)}"
+
+
+def problems(comparison: Comparison) -> list[str]:
+    """One line for each thing that fails the verdict, the first divergences first."""
+    return [describe_divergence(d) for d in comparison.headline_divergences()] + list(
+        comparison.failures
+    )
 
 
 def judge(summary_path: Path, verdict_path: Path) -> None:
     """Write ``verdict_path`` if the summary says identical; raise VerdictError otherwise."""
     comparison = read_summary(summary_path)
+    kept = f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
     if comparison.refused:
         raise VerdictError(
             f"{headline(comparison)}:\n"
             + "\n".join(f"  - {r.reason}" for r in comparison.refused)
             + "\nDelete each refused file and run the workflow again to retrain it."
-            + f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
+            + kept
         )
     if not comparison.identical:
-        count = len(comparison.divergences)
         raise VerdictError(
             f"runs are NOT reproducible ({comparison.mode_label}): "
-            f"{count} divergence{'' if count == 1 else 's'}.\n"
-            + "\n".join(f"  - {describe_divergence(d)}" for d in comparison.headline_divergences())
-            + f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
+            f"{headline(comparison).split(': ', 1)[1]}.\n"
+            + "\n".join(f"  - {line}" for line in problems(comparison))
+            + kept
         )
     with atomic_write(verdict_path) as handle:
         handle.write(

@@ -1,0 +1,20 @@
+# Not part of the default target: `snakemake --cores all results/references/NAME` exports the
+# seeded runs, once they passed, as a reference to compare later runs with (`reference:`).
+rule export_reference:
+    input:
+        records=run_records(),
+        traces=run_files("trace.npz"),
+        manifest=dataset_manifest(),
+        verdict=VERDICT,
+    output:
+        directory("results/references/{name}"),
+    log:
+        "results/logs/export_reference/{name}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        config=exported_config(),
+        code=code("export_reference.py"),
+    script:
+        "../scripts/export_reference.py"

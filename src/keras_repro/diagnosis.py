@@ -1,0 +1,127 @@
+"""Why two runs differ, from the evidence they recorded: the environment, the data fed, the
+step-level trace, the weights.
+
+Fingerprint fields are of two kinds: those that can change a result (library versions, CPU,
+GPU, driver, CUDA/cuDNN, thread counts, determinism flags, and the environment variables that
+steer them), which are judged; and those that vary by design between runs (job ids, host names,
+which card or CPUs a run got), which are shown but never count as a difference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from keras_repro.compare import Divergence
+from keras_repro.trace import TraceComparison
+
+RESULT_FIELDS = (
+    "python",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "keras_backend",
+    "platform",
+    "cpu_model",
+    "device",
+    "gpus",
+    "gpu_driver",
+    "cuda_build",
+    "cudnn_build",
+    "intra_op_threads",
+    "inter_op_threads",
+    "op_determinism",
+    "jit_compile",
+    "floatx",
+    "gpu_assignment.name",
+    "environment.TF_ENABLE_ONEDNN_OPTS",
+    "environment.TF_DETERMINISTIC_OPS",
+    "environment.TF_CUDNN_DETERMINISTIC",
+    "environment.TF_XLA_FLAGS",
+    "environment.XLA_FLAGS",
+    "environment.TF_NUM_INTRAOP_THREADS",
+    "environment.TF_NUM_INTEROP_THREADS",
+    "environment.OMP_NUM_THREADS",
+    "environment.NVIDIA_TF32_OVERRIDE",
+    "environment.KERAS_BACKEND",
+    "environment.OPENBLAS_CORETYPE",
+)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """A fingerprint as dotted field names and their values as text."""
+    if isinstance(value, dict):
+        flat: dict[str, str] = {}
+        for key, inner in value.items():
+            flat.update(flatten(inner, f"{prefix}.{key}" if prefix else key))
+        return flat
+    return {prefix: json.dumps(value) if isinstance(value, list) else str(value)}
+
+
+def can_change_results(field: str) -> bool:
+    return field in RESULT_FIELDS or field.startswith("gpus.")
+
+
+@dataclass
+class FieldChange:
+    field: str
+    reference: str
+    value: str
+
+
+def environment_changes(reference: dict[str, Any], other: dict[str, Any]) -> list[FieldChange]:
+    """The fingerprint fields that can change a result and differ between two runs."""
+    a, b = flatten(reference), flatten(other)
+    return [
+        FieldChange(field, a.get(field, "—"), b.get(field, "—"))
+        for field in sorted(set(a) | set(b))
+        if can_change_results(field) and a.get(field) != b.get(field)
+    ]
+
+
+def describe_changes(changes: list[FieldChange]) -> str:
+    return "; ".join(f"{c.field} {c.reference} → {c.value}" for c in changes)
+
+
+def explain(
+    first: Divergence,
+    weights_identical: bool,
+    trace: TraceComparison | None,
+    changes: list[FieldChange],
+) -> tuple[str, str]:
+    """The cause of a pair's first divergence, and a sentence saying so."""
+    if changes:
+        return "environment", f"the environments differ ({describe_changes(changes)})"
+    if first.kind == "data" or first.data_already_differed:
+        return "data", "the data fed had already differed"
+    if trace is not None and trace.identical and weights_identical:
+        return "record", (
+            "every step's loss and every weight are identical, so the metric computation "
+            "differs, or the record was changed after training"
+        )
+    if trace is None and weights_identical:
+        return "record", (
+            "the weights are identical, so the metric computation differs, or the record was "
+            "changed after training"
+        )
+    if trace is not None and not trace.identical:
+        where = []
+        if trace.first_loss_step:
+            step = trace.first_loss_step
+            where.append(
+                f"the loss first differs at step {step.step} (epoch {step.epoch}, batch "
+                f"{step.batch}, {step.ulps} ULP)"
+            )
+        if trace.first_weight_checkpoint:
+            checkpoint = trace.first_weight_checkpoint
+            where.append(
+                f"the weights first differ after step {checkpoint.step}, in "
+                f"{', '.join(checkpoint.variables)}"
+            )
+        return "compute", (
+            "the data fed was identical and the compute diverged: "
+            + "; ".join(where)
+            + f" ({trace.order()})"
+        )
+    return "compute", "the data fed was identical, so the compute diverged"
