@@ -9,14 +9,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from records import next_float32
-from workflows import snakemake
+from workflows import snakemake, snakemake_command
 
 from keras_repro.record import read_record, write_record
 
@@ -84,6 +82,16 @@ def test_a_refused_record_fails_the_verdict_naming_the_file(copied_run, case, ed
     assert str(RECORD) in (copied_run / "results/report/report.html").read_text()
 
 
+def test_a_trace_changed_after_training_refuses_its_record(copied_run):
+    trace = copied_run / RECORD.with_name("trace.npz")
+    trace.write_bytes(trace.read_bytes()[:-1] + b"\0")
+    result = snakemake(copied_run)
+    assert result.returncode != 0
+    assert "REFUSED: 1 run record was refused" in result.stdout
+    assert "it was changed after training" in result.stdout
+    assert not (copied_run / VERDICT).exists()
+
+
 def test_a_one_ulp_edit_fails_and_fixing_it_passes_again(copied_run):
     record = read_record(copied_run / RECORD)
     original = record.history["loss"][0]
@@ -138,19 +146,7 @@ def start_long_run(workdir: Path) -> subprocess.Popen:
     """Start the workflow with runs long enough to be caught mid-training."""
     output = (workdir / "long-run.out").open("w")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--cores",
-            "2",
-            "--config",
-            "epochs=40",
-        ],
+        snakemake_command(workdir, "--config", "epochs=40"),
         stdout=output,
         stderr=subprocess.STDOUT,
     )

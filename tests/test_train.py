@@ -16,7 +16,7 @@ from keras_repro.record import read_record
 from keras_repro.settings import RunSettings
 
 pytest.importorskip("tensorflow")
-from keras_repro.train import BatchDigests
+from keras_repro.train import StepRecorder
 
 
 @pytest.fixture
@@ -37,17 +37,13 @@ def train_cli(*args: str, **environment: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_batch_digests_group_passes_and_see_order():
-    images = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
-    labels = np.arange(3, dtype=np.uint8)
-    forward, backward = BatchDigests(), BatchDigests()
-    for digests, order in ((forward, [0, 1]), (backward, [1, 0])):
-        for _epoch in range(2):
-            for index, batch in enumerate(order):
-                digests.add(index, images[batch : batch + 1], labels[batch : batch + 1])
-    assert len(forward.pass_digests()) == 2
-    assert forward.pass_digests()[0] == forward.pass_digests()[1]
-    assert forward.pass_digests()[0] != backward.pass_digests()[0]
+def test_pass_digests_group_batches_by_pass_and_see_order():
+    fingerprints = np.arange(6 * 16, dtype=np.uint8).reshape(6, 2, 8)
+    forward = StepRecorder.pass_digests(fingerprints, 3)
+    assert len(forward) == 2 and forward[0] != forward[1]
+    swapped = fingerprints[[1, 0, 2, 3, 4, 5]]
+    backward = StepRecorder.pass_digests(swapped, 3)
+    assert backward[0] != forward[0] and backward[1] == forward[1]
 
 
 def test_cli_trains_and_two_processes_agree(tmp_path, tiny_dataset):

@@ -18,6 +18,22 @@ from keras_repro.record import read_record
 SYNTHETIC_COUNTS = {"train": 320, "test": 96}
 
 
+def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
+    """The snakemake CLI on ``workdir``; ``cores=None`` leaves --cores out (an executor
+    profile decides)."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        *(["--cores", str(cores)] if cores is not None else []),
+        *args,
+    ]
+
+
 def snakemake(
     workdir: Path,
     *args: str,
@@ -25,21 +41,9 @@ def snakemake(
     cores: int | None = 2,
     prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
-    """Run snakemake on ``workdir``; ``prefix`` goes before it (e.g. taskset), ``cores=None``
-    leaves --cores out (an executor profile decides)."""
+    """Run snakemake on ``workdir``; ``prefix`` goes before it (e.g. taskset)."""
     return subprocess.run(
-        [
-            *prefix,
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            *(["--cores", str(cores)] if cores is not None else []),
-            *args,
-        ],
+        [*prefix, *snakemake_command(workdir, *args, cores=cores)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # snakemake logs to stdout, jobs to stderr: read both
         text=True,

@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_repro.dataset import load_dataset, verify_dataset_file
-from keras_repro.digest import arrays_sha256, file_sha256, sequence_sha256
+from keras_repro.digest import arrays_sha256, file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
 from keras_repro.logs import configure_logging
@@ -67,15 +66,16 @@ def configure_tensorflow(threads: int, device: str) -> str:
 
 
 class TracedSequential(keras.Sequential):
-    """The recipe's Sequential model, which also hands each training step's loss, as computed,
-    to ``loss_sink``: the running mean that Keras reports per step can hide a one-ULP change."""
+    """The recipe's Sequential model, which also hands every step's batch and loss, as
+    computed, to ``recorder`` (the running mean that Keras reports per step can hide a one-ULP
+    change; a Python hook per batch would slow every step)."""
 
-    loss_sink: Callable[[Any, Any], Any] | None = None
+    recorder: StepRecorder | None = None
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x, y, y_pred, sample_weight, training)
-        if training and self.loss_sink is not None:
-            self.loss_sink(self.optimizer.iterations, loss)
+        if self.recorder is not None:
+            self.recorder(training, self.optimizer.iterations, x, y, loss)
         return loss
 
 
@@ -108,68 +108,67 @@ def prepare_dataset(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.T
     return image, label
 
 
-class BatchDigests:
-    """sha256 of every batch a consumer pulls, grouped by pass over the data (epoch)."""
-
-    def __init__(self) -> None:
-        self.passes: list[list[str]] = []
-
-    def add(self, index: int, images: np.ndarray, labels: np.ndarray) -> None:
-        if index == 0:
-            self.passes.append([])
-        self.passes[-1].append(arrays_sha256(("images", images), ("labels", labels)))
-
-    def pass_digests(self) -> list[str]:
-        return [sequence_sha256(batches) for batches in self.passes]
-
-
-def observed(dataset: tf.data.Dataset, digests: BatchDigests) -> tf.data.Dataset:
-    """Pass batches through unchanged, hashing each one on its way, in order.
-
-    Placed right after ``batch``, the hashing runs on tf.data's threads ahead of the model
-    (behind the parallel map and prefetch), not on the training step's path; every batch a
-    pass produces is pulled by the model, as each epoch consumes its whole pass.
-    """
-
-    def record(index: tf.Tensor, images: tf.Tensor, labels: tf.Tensor) -> list[tf.Tensor]:
-        digests.add(int(index), images.numpy(), labels.numpy())
-        return [images, labels]
-
-    def observe(index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
-        images, labels = tf.py_function(
-            record, [index, *batch], Tout=[batch[0].dtype, batch[1].dtype]
-        )
-        images.set_shape(batch[0].shape)
-        labels.set_shape(batch[1].shape)
-        return images, labels
-
-    return dataset.enumerate().map(observe)
-
-
 def make_pipelines(
-    arrays: dict[str, np.ndarray],
-    batch_size: int,
-    train_digests: BatchDigests,
-    test_digests: BatchDigests,
+    arrays: dict[str, np.ndarray], batch_size: int
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The recipe's tf.data pipelines (full-buffer shuffle, batch, parallel map, prefetch),
-    with every batch hashed as it leaves ``batch`` (order and content of the data fed)."""
+    """The recipe's tf.data pipelines (full-buffer shuffle, batch, parallel map, prefetch)."""
     train_ds = tf.data.Dataset.from_tensor_slices((arrays["train_images"], arrays["train_labels"]))
     test_ds = tf.data.Dataset.from_tensor_slices((arrays["test_images"], arrays["test_labels"]))
-    train_batches = train_ds.shuffle(buffer_size=len(arrays["train_images"])).batch(
-        batch_size=batch_size
-    )
     train_data = (
-        observed(train_batches, train_digests)
+        train_ds.shuffle(buffer_size=len(arrays["train_images"]))
+        .batch(batch_size=batch_size)
         .map(prepare_dataset, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(buffer_size=tf.data.AUTOTUNE)
     )
     test_data = (
-        observed(test_ds.batch(batch_size=batch_size), test_digests)
+        test_ds.batch(batch_size=batch_size)
         .map(prepare_dataset, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(buffer_size=tf.data.AUTOTUNE)
     )
     return train_data, test_data
+
+
+def _fingerprint(tensor: tf.Tensor) -> tf.Tensor:
+    """farmhash64 of a tensor's bytes, as 8 uint8."""
+    return tf.fingerprint(tf.reshape(tensor, [1, -1]))[0]
+
+
+class StepRecorder:
+    """What every step consumed and computed, written inside the compiled train and test steps
+    into buffers that are read once at the end: no Python and no host round trip per batch.
+
+    Per training step its loss, and for every batch the model consumes (training, validation,
+    evaluate) a fingerprint of its images and labels as they reach the model: the data fed,
+    order and content.
+    """
+
+    def __init__(self, train_steps: int, test_steps: int) -> None:
+        # On the CPU: the buffers are read there, and uint8 needs no GPU kernel.
+        with tf.device("/CPU:0"):
+            self.step_loss = tf.Variable(tf.zeros([train_steps], tf.float32), trainable=False)
+            self.train_batches = tf.Variable(
+                tf.zeros([train_steps, 2, 8], tf.uint8), trainable=False
+            )
+            self.test_batches = tf.Variable(tf.zeros([test_steps, 2, 8], tf.uint8), trainable=False)
+            self.test_count = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+
+    def __call__(self, training: bool, iterations: Any, x: Any, y: Any, loss: Any) -> None:
+        batch = tf.stack([_fingerprint(x), _fingerprint(y)])
+        if training:
+            index = tf.cast(iterations, tf.int64)
+            self.step_loss[index].assign(tf.cast(loss, tf.float32))
+            self.train_batches[index].assign(batch)
+        else:
+            index = self.test_count.assign_add(1) - 1
+            self.test_batches[index].assign(batch)
+
+    @staticmethod
+    def pass_digests(batches: np.ndarray, batches_per_pass: int) -> list[str]:
+        """One digest per pass over the data: its batches' fingerprints, in order."""
+        return [
+            arrays_sha256(("batches", batches[start : start + batches_per_pass]))
+            for start in range(0, len(batches), batches_per_pass)
+        ]
 
 
 def weights_sha256(model: keras.Model) -> str:
@@ -203,18 +202,6 @@ class EpochWatcher(keras.callbacks.Callback):
             metrics,
             self.weight_digests[-1],
         )
-
-
-class StepLosses:
-    """Each training step's loss, written inside the compiled step into a buffer that is read
-    once at the end (no host round trip per step)."""
-
-    def __init__(self, steps: int) -> None:
-        self.buffer = tf.Variable(tf.zeros([steps], tf.float32), trainable=False)
-
-    def __call__(self, iterations: Any, loss: Any) -> None:
-        index = tf.reshape(tf.cast(iterations, tf.int64), [1, 1])
-        self.buffer.scatter_nd_update(index, tf.reshape(tf.cast(loss, tf.float32), [1]))
 
 
 class WeightTrace(keras.callbacks.Callback):
@@ -293,13 +280,13 @@ def train_and_record(
         log.warning("PYTHONHASHSEED is not set: Python's hash randomization is on in this run")
 
     arrays = load_dataset(dataset_path)
-    train_digests, test_digests = BatchDigests(), BatchDigests()
-    train_data, test_data = make_pipelines(arrays, settings.batch_size, train_digests, test_digests)
-    steps_per_epoch = int(train_data.cardinality())
+    train_data, test_data = make_pipelines(arrays, settings.batch_size)
+    steps_per_epoch, test_steps = int(train_data.cardinality()), int(test_data.cardinality())
 
     model = build_model()
-    step_losses = StepLosses(settings.epochs * steps_per_epoch)
-    model.loss_sink = step_losses
+    # validation after every epoch, then evaluate()
+    recorder = StepRecorder(settings.epochs * steps_per_epoch, (settings.epochs + 1) * test_steps)
+    model.recorder = recorder
     model.compile(
         optimizer="adam",
         loss="sparse_categorical_crossentropy",
@@ -320,9 +307,10 @@ def train_and_record(
     )
     evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
     log.info("test accuracy: %.2f %%", 100 * evaluation["accuracy"])
-    write_trace(weight_trace.trace(step_losses.buffer.numpy()), trace_path)
+    write_trace(weight_trace.trace(recorder.step_loss.numpy()), trace_path)
 
-    validation_passes = test_digests.pass_digests()
+    train_passes = recorder.pass_digests(recorder.train_batches.numpy(), steps_per_epoch)
+    test_passes = recorder.pass_digests(recorder.test_batches.numpy(), test_steps)
     record = RunRecord(
         seed=settings.seed,
         repeat=settings.repeat,
@@ -331,9 +319,9 @@ def train_and_record(
         weight_digests=watcher.weight_digests,
         final_weight_digest=weights_sha256(model),
         data_digests={
-            "train": train_digests.pass_digests(),
-            "validation": validation_passes[: settings.epochs],
-            "evaluate": validation_passes[settings.epochs :],
+            "train": train_passes[: weight_trace.steps // steps_per_epoch],
+            "validation": test_passes[: settings.epochs],
+            "evaluate": test_passes[settings.epochs :],
         },
         fingerprint=environment_fingerprint(model, device_used),
         timings={
