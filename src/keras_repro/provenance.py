@@ -9,6 +9,7 @@ reruns it, a touch or a checkout does not.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +20,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_FILES = {"report": ("templates/report.md.j2", "templates/report.html.j2")}
 
 
-def _imported_modules(source: Path) -> set[str]:
+@functools.cache
+def _imported_modules(source: Path) -> frozenset[str]:
     """The package's modules that ``source`` imports, anywhere in the file (by name)."""
     found = set()
     for node in ast.walk(ast.parse(source.read_text(), str(source))):
@@ -34,7 +36,7 @@ def _imported_modules(source: Path) -> set[str]:
             parts = name.split(".")
             if parts[0] == PACKAGE and len(parts) > 1 and (PACKAGE_DIR / f"{parts[1]}.py").exists():
                 found.add(parts[1])
-    return found
+    return frozenset(found)
 
 
 def package_modules(entry_points: Iterable[str | Path]) -> list[str]:
@@ -46,7 +48,7 @@ def package_modules(entry_points: Iterable[str | Path]) -> list[str]:
         if entry.startswith(f"{PACKAGE}."):
             pending.append(entry.split(".")[1])
         else:
-            pending.extend(_imported_modules(Path(entry)))
+            pending.extend(_imported_modules(Path(entry).resolve()))
     while pending:
         module = pending.pop()
         if module not in seen:
