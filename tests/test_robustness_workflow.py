@@ -84,7 +84,9 @@ def test_a_refused_record_fails_the_verdict_naming_the_file(copied_run, case, ed
 
 def test_a_trace_changed_after_training_refuses_its_record(copied_run):
     trace = copied_run / RECORD.with_name("trace.npz")
-    trace.write_bytes(trace.read_bytes()[:-1] + b"\0")
+    raw = bytearray(trace.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    trace.write_bytes(bytes(raw))
     result = snakemake(copied_run)
     assert result.returncode != 0
     assert "REFUSED: 1 run record was refused" in result.stdout
