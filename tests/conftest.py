@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from keras_repro.dataset import NPZ_KEYS, ROLES, content_identity, encode_idx
+from keras_repro.settings import RunSettings
 
 REPO = Path(__file__).resolve().parent.parent
 # Processes the tests start (CLIs, snakemake jobs) import this checkout's package too.
@@ -32,6 +33,14 @@ IDX_NAMES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+
+
+def tiny_run(seed: int, **overrides: object) -> RunSettings:
+    """Settings for a training run over a tiny dataset: one epoch, one thread, on the CPU."""
+    settings: dict[str, object] = dict(
+        repeat=1, epochs=1, batch_size=8, threads=1, device="cpu", trace_every=5
+    )
+    return RunSettings(seed=seed, **{**settings, **overrides})
 
 
 def sha256_file(path: Path) -> str:

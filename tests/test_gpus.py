@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_arrays
+from conftest import make_arrays, tiny_run
 
 from keras_repro import gpus
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
@@ -32,7 +32,6 @@ from keras_repro.gpus import (
 )
 from keras_repro.launch import train_in_fresh_process
 from keras_repro.record import read_record
-from keras_repro.settings import RunSettings
 
 CARD_A = Gpu(index=0, uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000", name="Fake A100")
 CARD_B = Gpu(index=1, uuid="GPU-bbbbbbbb-1111-1111-1111-111111111111", name="Fake H200")
@@ -458,15 +457,7 @@ def test_the_training_process_inherits_the_lock_and_the_assignment(tmp_path, mon
             tmp_path / "r.json",
             (tmp_path / "r.json").with_name("trace.npz"),
             tmp_path / "train.log",
-            RunSettings(
-                seed=4,
-                repeat=1,
-                epochs=1,
-                batch_size=8,
-                threads=1,
-                device=device,
-                trace_every=5,
-            ),
+            tiny_run(4, device=device),
             runs_per_gpu=1,
             gpu_lock_dir=locks,
         )
@@ -509,15 +500,7 @@ def test_the_launcher_gives_the_training_process_a_free_card(tmp_path, monkeypat
             tmp_path / "r.json",
             (tmp_path / "r.json").with_name("trace.npz"),
             tmp_path / "train.log",
-            RunSettings(
-                seed=3,
-                repeat=1,
-                epochs=1,
-                batch_size=32,
-                threads=1,
-                device="auto",
-                trace_every=5,
-            ),
+            tiny_run(3, batch_size=32, device="auto"),
             runs_per_gpu=1,
             gpu_lock_dir=locks,
         )

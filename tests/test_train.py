@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_arrays, sha256_file
+from conftest import make_arrays, sha256_file, tiny_run
 
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
 from keras_repro.launch import TrainingFailed, train_in_fresh_process
 from keras_repro.record import read_record
-from keras_repro.settings import RunSettings
 
 pytest.importorskip("tensorflow")
 from keras_repro.train import StepRecorder
@@ -90,15 +89,7 @@ def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
             tmp_path / "r.json",
             (tmp_path / "r.json").with_name("trace.npz"),
             log,
-            RunSettings(
-                seed=3,
-                repeat=1,
-                epochs=1,
-                batch_size=8,
-                threads=1,
-                device="cpu",
-                trace_every=5,
-            ),
+            tiny_run(3),
             runs_per_gpu=1,
             gpu_lock_dir=tmp_path / "locks",
         )
@@ -115,15 +106,7 @@ def test_the_launcher_fixes_the_child_environment(tmp_path, tiny_dataset, monkey
         tmp_path / "r.json",
         (tmp_path / "r.json").with_name("trace.npz"),
         tmp_path / "train.log",
-        RunSettings(
-            seed=5,
-            repeat=2,
-            epochs=1,
-            batch_size=32,
-            threads=1,
-            device="cpu",
-            trace_every=5,
-        ),
+        tiny_run(5, repeat=2, batch_size=32),
         runs_per_gpu=1,
         gpu_lock_dir=tmp_path / "locks",
     )

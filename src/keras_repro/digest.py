@@ -24,11 +24,6 @@ def arrays_sha256(*named: tuple[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def sequence_sha256(digests: Iterable[str]) -> str:
-    """One digest of an ordered sequence of hex digests (e.g. every batch of an epoch)."""
-    return hashlib.sha256("".join(digests).encode()).hexdigest()
-
-
 def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
     """sha256 of a file's bytes, read in chunks (no copy of the file in memory)."""
     digest = hashlib.sha256()
