@@ -1,5 +1,5 @@
 """What reruns after a change: exactly the rules whose result could change (dry runs of the real
-snakemake CLI on a finished run). README.md's rerun table is this file's RERUNS, checked."""
+snakemake CLI on a finished run). docs/reruns.md's table is this file's RERUNS, checked."""
 
 from __future__ import annotations
 
@@ -133,8 +133,8 @@ FILE_RERUNS = [
     ("report/steps.rst", NOTHING),
 ]
 WORKFLOW_SOURCES = ("Snakefile", "rules", "scripts", "src", "profiles", "report", "envs")
-README_START = "<!-- rerun table: checked by tests/test_reruns.py -->"
-README_END = "<!-- end of rerun table -->"
+TABLE_START = "<!-- rerun table: checked by tests/test_reruns.py -->"
+TABLE_END = "<!-- end of rerun table -->"
 
 
 def planned_rules(result) -> set[str]:
@@ -191,7 +191,7 @@ def test_touching_every_file_reruns_nothing(copied_run, tmp_path):
     assert planned_rules(result) == set()
 
 
-def readme_rows() -> list[str]:
+def table_rows() -> list[str]:
     rows = [
         f"| `{change}` | {', '.join(rules) or 'nothing'} |" for change, _, rules in CONFIG_RERUNS
     ]
@@ -201,10 +201,10 @@ def readme_rows() -> list[str]:
     return rows
 
 
-def test_the_readme_table_is_this_one():
-    text = (REPO / "README.md").read_text()
-    table = text.split(README_START, 1)[1].split(README_END, 1)[0].strip().splitlines()
-    assert table[2:] == readme_rows(), "\n".join(readme_rows())
+def test_the_docs_table_is_this_one():
+    text = (REPO / "docs/reruns.md").read_text()
+    table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip().splitlines()
+    assert table[2:] == table_rows(), "\n".join(table_rows())
 
 
 def test_every_config_key_and_code_file_is_covered():

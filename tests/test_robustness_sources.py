@@ -3,7 +3,7 @@
 Every case is a real run: a real HTTP server on 127.0.0.1 that misbehaves on purpose, real
 files and devices, real tmpfs mounts for a full or read-only disk, a real loss of permission,
 and the real snakemake CLI where the case is about the workflow. Datasets are tiny (counts
-30/10) and deadlines short, so the suite runs in seconds. README.md's Robustness section lists the
+30/10) and deadlines short, so the suite runs in seconds. docs/robustness.md lists the
 cases; each test's name after ``test_`` is its id there.
 """
 

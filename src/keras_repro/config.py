@@ -1,6 +1,6 @@
 """The workflow's config: its schema is the one source of every default and description.
 
-``config.yaml`` and the README's configuration table are generated from the schema
+``config.yaml`` and the configuration table of ``docs/configuration.md`` are generated from the schema
 (``keras-repro-config update``) and a test checks that they still agree with it; the CLIs take
 their defaults from it too.
 """
@@ -25,10 +25,11 @@ from keras_repro.errors import ReproError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SOURCE_ROLES = {"npz": {"archive"}, "idx": set(ROLES)}
-README_TABLE_START = (
+CONFIG_DOC = "docs/configuration.md"
+TABLE_START = (
     "<!-- config table: generated from the schema by `keras-repro-config update` -->"
 )
-README_TABLE_END = "<!-- end of config table -->"
+TABLE_END = "<!-- end of config table -->"
 
 
 class ConfigError(ReproError, ValueError):
@@ -223,7 +224,7 @@ def load_config(path: Path) -> dict[str, Any]:
     return validate_config(data)
 
 
-# -- config.yaml and the README table, generated from the schema ------------------------------
+# -- config.yaml and the docs' config table, generated from the schema ------------------------------
 
 
 def _described_keys(
@@ -270,7 +271,7 @@ def render_config_yaml(schema: dict[str, Any] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_readme_table(schema: dict[str, Any] | None = None) -> str:
+def render_config_table(schema: dict[str, Any] | None = None) -> str:
     schema = schema or load_schema()
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for key, subschema in _described_keys(schema):
@@ -284,36 +285,34 @@ def render_readme_table(schema: dict[str, Any] | None = None) -> str:
         )
         meaning = " ".join(subschema["description"].split()).replace("|", "\\|")
         rows.append(f"| `{key}` | {shown} | {meaning} |")
-    return "\n".join([README_TABLE_START, *rows, README_TABLE_END])
+    return "\n".join([TABLE_START, *rows, TABLE_END])
 
 
-def _with_readme_table(readme: str, table: str) -> str:
-    start, end = readme.find(README_TABLE_START), readme.find(README_TABLE_END)
+def _with_config_table(doc: str, table: str) -> str:
+    start, end = doc.find(TABLE_START), doc.find(TABLE_END)
     if start < 0 or end < start:
         raise ConfigError(
-            f"README.md has no config table between {README_TABLE_START!r} and "
-            f"{README_TABLE_END!r}; add both markers where the table belongs"
+            f"{CONFIG_DOC} has no config table between {TABLE_START!r} and "
+            f"{TABLE_END!r}; add both markers where the table belongs"
         )
-    return readme[:start] + table + readme[end + len(README_TABLE_END) :]
+    return doc[:start] + table + doc[end + len(TABLE_END) :]
 
 
 def stale_generated_files(root: Path) -> list[Path]:
-    """The files under ``root`` (config.yaml, README.md) that disagree with the schema."""
+    """The files under ``root`` (config.yaml, docs/configuration.md) that disagree with the schema."""
     expected = {
         root / "config.yaml": render_config_yaml(),
-        root / "README.md": _with_readme_table(
-            (root / "README.md").read_text(), render_readme_table()
-        ),
+        root / CONFIG_DOC: _with_config_table((root / CONFIG_DOC).read_text(), render_config_table()),
     }
     return [path for path, text in expected.items() if path.read_text() != text]
 
 
 def update_generated_files(root: Path) -> list[Path]:
-    """Rewrite config.yaml and the README table from the schema; returns what changed."""
+    """Rewrite config.yaml and the docs' config table from the schema; returns what changed."""
     stale = stale_generated_files(root)
     (root / "config.yaml").write_text(render_config_yaml())
-    readme = root / "README.md"
-    readme.write_text(_with_readme_table(readme.read_text(), render_readme_table()))
+    doc = root / CONFIG_DOC
+    doc.write_text(_with_config_table(doc.read_text(), render_config_table()))
     return stale
 
 
@@ -321,8 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("update", "rewrite config.yaml and README.md's table from the schema"),
-        ("check", "exit 1 if config.yaml or README.md's table disagree with the schema"),
+        ("update", f"rewrite config.yaml and {CONFIG_DOC}'s table from the schema"),
+        ("check", f"exit 1 if config.yaml or {CONFIG_DOC}'s table disagree with the schema"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("root", type=Path, nargs="?", default=Path("."), help="the repo")
