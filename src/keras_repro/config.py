@@ -26,9 +26,7 @@ from keras_repro.errors import ReproError
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SOURCE_ROLES = {"npz": {"archive"}, "idx": set(ROLES)}
 CONFIG_DOC = "docs/configuration.md"
-TABLE_START = (
-    "<!-- config table: generated from the schema by `keras-repro-config update` -->"
-)
+TABLE_START = "<!-- config table: generated from the schema by `keras-repro-config update` -->"
 TABLE_END = "<!-- end of config table -->"
 
 
@@ -302,7 +300,9 @@ def stale_generated_files(root: Path) -> list[Path]:
     """The files under ``root`` (config.yaml, docs/configuration.md) that disagree with the schema."""
     expected = {
         root / "config.yaml": render_config_yaml(),
-        root / CONFIG_DOC: _with_config_table((root / CONFIG_DOC).read_text(), render_config_table()),
+        root / CONFIG_DOC: _with_config_table(
+            (root / CONFIG_DOC).read_text(), render_config_table()
+        ),
     }
     return [path for path, text in expected.items() if path.read_text() != text]
 
