@@ -19,6 +19,7 @@ from snakemake.logging import logger
 from keras_repro.config import ConfigError, validate_config
 from keras_repro.processes import stale_lock_hint
 from keras_repro.provenance import code_digest
+from keras_repro.settings import run_config
 
 try:
     config.update(validate_config(config))
@@ -107,15 +108,12 @@ def control_files(arm, name):
 
 
 def training_params(arm):
-    """What every training rule passes its script (each a rerun trigger, but the operational)."""
+    """What every training rule passes its script (each a rerun trigger, but the operational):
+    the config's run settings (the schema's keys marked x-run-setting) as one value."""
     return dict(
         arm=arm,
         op_determinism=arm != "nondeterministic",
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        threads=config["threads"],
-        device=config["device"],
-        trace_every=config["trace"]["every_steps"],
+        settings=run_config(config),
         code=code("train.py", "keras_repro.train"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),

@@ -2,19 +2,19 @@
 
 import logging
 
-from keras_repro.dataset import recorded_sha256
+from keras_repro.dataset import recorded_sha256, recorded_spec
 from keras_repro.launch import train_in_fresh_process
 from keras_repro.logs import configure_logging
 from keras_repro.settings import RunSettings
 
 configure_logging(snakemake.log[0])
 params = snakemake.params
-if snakemake.threads != params.threads:
+if snakemake.threads != params.settings["threads"]:
     logging.warning(
         "the scheduler granted %d threads, the run uses %d as configured (results depend "
         "on the thread count, not on scheduling)",
         snakemake.threads,
-        params.threads,
+        params.settings["threads"],
     )
 train_in_fresh_process(
     snakemake.input.dataset,
@@ -24,16 +24,13 @@ train_in_fresh_process(
     RunSettings(
         seed=params.seed,
         repeat=int(snakemake.wildcards.repeat),
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        threads=params.threads,
-        device=params.device,
-        trace_every=params.trace_every,
+        config=params.settings,
         arm=params.arm,
         op_determinism=params.op_determinism,
         perturb_step=params.perturb["step"] if params.perturb else None,
         perturb_variable=params.perturb["variable"] if params.perturb else None,
         dataset_sha256=recorded_sha256(snakemake.input.manifest),
+        data_spec=recorded_spec(snakemake.input.manifest),
     ),
     runs_per_gpu=params.runs_per_gpu,
     gpu_lock_dir=params.gpu_lock_dir,

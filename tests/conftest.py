@@ -35,12 +35,16 @@ IDX_NAMES = {
 }
 
 
-def tiny_run(seed: int, **overrides: object) -> RunSettings:
+def tiny_run(seed: int, repeat: int = 1, **config: object) -> RunSettings:
     """Settings for a training run over a tiny dataset: one epoch, one thread, on the CPU."""
-    settings: dict[str, object] = dict(
-        repeat=1, epochs=1, batch_size=8, threads=1, device="cpu", trace_every=5
-    )
-    return RunSettings(seed=seed, **{**settings, **overrides})
+    defaults = {
+        "epochs": 1,
+        "batch_size": 8,
+        "threads": 1,
+        "device": "cpu",
+        "trace": {"every_steps": 5},
+    }
+    return RunSettings(seed=seed, repeat=repeat, config={**defaults, **config})
 
 
 def sha256_file(path: Path) -> str:

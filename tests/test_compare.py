@@ -9,13 +9,13 @@ from records import make_record, next_float32, repeat_of
 
 from keras_repro.compare import (
     Tolerance,
-    check_initializers,
     compare_runs,
     compare_seeds,
     first_divergence,
     ulp_distance,
     values_match,
 )
+from keras_repro.initializer_checks import check_initializers
 
 
 def test_ulp_distance_counts_float32_steps():

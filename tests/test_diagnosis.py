@@ -13,6 +13,7 @@ from records import make_record, next_float32, repeat_of
 from test_trace import copy_of, make_trace
 
 from keras_repro.diagnosis import environment_changes
+from keras_repro.pairs import compare_pair
 from keras_repro.record import Run, write_record
 from keras_repro.reference import (
     Reference,
@@ -21,7 +22,7 @@ from keras_repro.reference import (
     export_reference,
     load_reference,
 )
-from keras_repro.summary import compare_pair, summarize
+from keras_repro.summarize import summarize
 from keras_repro.trace import write_trace
 
 FINGERPRINT = {

@@ -15,7 +15,7 @@ from keras_repro.launch import TrainingFailed, train_in_fresh_process
 from keras_repro.record import read_record
 
 pytest.importorskip("tensorflow")
-from keras_repro.train import StepRecorder
+from keras_repro.recording import pass_digests
 
 
 @pytest.fixture
@@ -38,10 +38,10 @@ def train_cli(*args: str, **environment: str) -> subprocess.CompletedProcess:
 
 def test_pass_digests_group_batches_by_pass_and_see_order():
     fingerprints = np.arange(6 * 16, dtype=np.uint8).reshape(6, 2, 8)
-    forward = StepRecorder.pass_digests(fingerprints, 3)
+    forward = pass_digests(fingerprints, 3)
     assert len(forward) == 2 and forward[0] != forward[1]
     swapped = fingerprints[[1, 0, 2, 3, 4, 5]]
-    backward = StepRecorder.pass_digests(swapped, 3)
+    backward = pass_digests(swapped, 3)
     assert backward[0] != forward[0] and backward[1] == forward[1]
 
 

@@ -305,6 +305,21 @@ def load_dataset(path: Path) -> dict[str, np.ndarray]:
     return read_npz_arrays(Path(path))
 
 
+def data_spec(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What a model is built for, from the data: the shape of one input as stored and the
+    number of classes (the highest label + 1)."""
+    labels = [arrays[f"{split}_labels"] for split in ("train", "test")]
+    return {
+        "input_shape": list(arrays["train_images"].shape[1:]),
+        "num_classes": max((int(array.max()) for array in labels if array.size), default=-1) + 1,
+    }
+
+
+def recorded_spec(manifest_path: Path) -> dict[str, Any] | None:
+    """The data spec build_dataset recorded (None in manifests written before it did)."""
+    return json.loads(Path(manifest_path).read_text()).get("spec")
+
+
 def recorded_sha256(manifest_path: Path) -> str:
     """The dataset file's sha256 as build_dataset recorded it in the manifest."""
     return json.loads(Path(manifest_path).read_text())["dataset_sha256"]
@@ -364,6 +379,8 @@ def build_dataset(
         },
         "source": {k: source[k] for k in ("dataset", "name", "format", "location")},
         "source_content_sha256": identity,
+        # Of the whole source, so that a subset missing a class builds the same model.
+        "spec": data_spec(arrays),
         "preprocessing": {
             "subset": {"train": subset.get("train"), "test": subset.get("test")},
             "description": "first N examples of each split, in the source's order; "

@@ -1,52 +1,24 @@
 """Why two runs differ, from the evidence they recorded: the environment, the data fed, the
 step-level trace, the weights.
 
-Fingerprint fields are of two kinds: those that can change a result (library versions, CPU,
-GPU, driver, CUDA/cuDNN, thread counts, determinism flags, and the environment variables that
-steer them), which are judged; and those that vary by design between runs (job ids, host names,
-which card or CPUs a run got), which are shown but never count as a difference.
+Fingerprint fields are of two kinds (``keras_repro.fingerprint`` and each backend say which):
+those that can change a result (library versions, CPU, GPU, driver, CUDA/cuDNN, thread counts,
+determinism flags, and the environment variables that steer them), which are judged; and those
+that vary by design between runs (job ids, host names, which card or CPUs a run got), which are
+shown but never count as a difference.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from keras_repro.backends import DEFAULT_BACKEND
 from keras_repro.compare import Divergence
+from keras_repro.fingerprint import can_change_results
 from keras_repro.trace import TraceComparison
-
-RESULT_FIELDS = (
-    "python",
-    "tensorflow",
-    "keras",
-    "numpy",
-    "keras_backend",
-    "platform",
-    "cpu_model",
-    "device",
-    "gpus",
-    "gpu_driver",
-    "cuda_build",
-    "cudnn_build",
-    "intra_op_threads",
-    "inter_op_threads",
-    "op_determinism",
-    "jit_compile",
-    "floatx",
-    "gpu_assignment.name",
-    "environment.TF_ENABLE_ONEDNN_OPTS",
-    "environment.TF_DETERMINISTIC_OPS",
-    "environment.TF_CUDNN_DETERMINISTIC",
-    "environment.TF_XLA_FLAGS",
-    "environment.XLA_FLAGS",
-    "environment.TF_NUM_INTRAOP_THREADS",
-    "environment.TF_NUM_INTEROP_THREADS",
-    "environment.OMP_NUM_THREADS",
-    "environment.NVIDIA_TF32_OVERRIDE",
-    "environment.KERAS_BACKEND",
-    "environment.OPENBLAS_CORETYPE",
-)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -59,8 +31,9 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return {prefix: json.dumps(value) if isinstance(value, list) else str(value)}
 
 
-def can_change_results(field: str) -> bool:
-    return field in RESULT_FIELDS or field.startswith("gpus.")
+def fingerprint_backends(fingerprints: Iterable[dict[str, Any]]) -> set[str]:
+    """The backends the fingerprints were taken on (records before backends: TensorFlow)."""
+    return {str(f.get("keras_backend") or DEFAULT_BACKEND) for f in fingerprints}
 
 
 @dataclass
@@ -73,10 +46,11 @@ class FieldChange:
 def environment_changes(reference: dict[str, Any], other: dict[str, Any]) -> list[FieldChange]:
     """The fingerprint fields that can change a result and differ between two runs."""
     a, b = flatten(reference), flatten(other)
+    backends = fingerprint_backends([reference, other])
     return [
         FieldChange(field, a.get(field, "—"), b.get(field, "—"))
         for field in sorted(set(a) | set(b))
-        if can_change_results(field) and a.get(field) != b.get(field)
+        if can_change_results(field, backends) and a.get(field) != b.get(field)
     ]
 
 

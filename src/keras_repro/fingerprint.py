@@ -1,4 +1,5 @@
-"""What the running process is made of: read back from it, not from the config."""
+"""What the running process is made of, read back from it, not from the config; and which of
+its fields can change a result."""
 
 from __future__ import annotations
 
@@ -6,33 +7,51 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
-from tensorflow.python.framework.config import is_op_determinism_enabled
 
+from keras_repro.backends import DEFAULT_BACKEND, result_fields
 from keras_repro.gpus import assignment_from_environment
 
+# Fields of every backend that can change a result (each backend adds its own: see
+# keras_repro.backends); the others (host names, job ids, which card or CPUs a run got) vary
+# by design and are shown, never judged.
+RESULT_FIELDS = (
+    "python",
+    "keras",
+    "numpy",
+    "keras_backend",
+    "platform",
+    "cpu_model",
+    "device",
+    "gpus",
+    "gpu_driver",
+    "jit_compile",
+    "floatx",
+    "gpu_assignment.name",
+    "environment.XLA_FLAGS",
+    "environment.OMP_NUM_THREADS",
+    "environment.NVIDIA_TF32_OVERRIDE",
+    "environment.KERAS_BACKEND",
+    "environment.OPENBLAS_CORETYPE",
+)
 ENVIRONMENT_VARIABLES = (
     "PYTHONHASHSEED",
-    "TF_ENABLE_ONEDNN_OPTS",
-    "TF_DETERMINISTIC_OPS",
-    "TF_CUDNN_DETERMINISTIC",
-    "TF_XLA_FLAGS",
-    "XLA_FLAGS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-    "OMP_NUM_THREADS",
+    *(field.removeprefix("environment.") for field in RESULT_FIELDS if "environment." in field),
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
-    "NVIDIA_TF32_OVERRIDE",
-    "KERAS_BACKEND",
-    "OPENBLAS_CORETYPE",
     "SLURM_JOB_ID",
 )
+
+
+def can_change_results(field: str, backends: Iterable[str] = (DEFAULT_BACKEND,)) -> bool:
+    """Whether a (dotted) fingerprint field can change a result on any of ``backends``."""
+    fields = set(RESULT_FIELDS).union(*(result_fields(name) for name in backends))
+    return field in fields or field.startswith("gpus.")
 
 
 def cpu_model() -> str:
@@ -66,26 +85,22 @@ def nvidia_driver_version() -> str | None:
     return result.stdout.strip().splitlines()[0] if result.stdout.strip() else None
 
 
-def gpu_details() -> list[dict[str, Any]]:
-    return [
-        {"name": gpu.name, **tf.config.experimental.get_device_details(gpu)}
-        for gpu in tf.config.get_visible_devices("GPU")
-    ]
-
-
 def gpu_assignment() -> dict[str, Any] | None:
     """The card the launcher gave this run (None when it gave none: device cpu, or the CLI)."""
     assignment = assignment_from_environment()
     return None if assignment is None else assignment.to_dict()
 
 
-def environment_fingerprint(model: keras.Model, device_used: str) -> dict[str, Any]:
-    build = tf.sysconfig.get_build_info()
-    gpus = gpu_details()
+def environment_fingerprint(backend: ModuleType, model: Any, device_used: str) -> dict[str, Any]:
+    """What the running process is made of: Python, Keras, the backend (its own fields), the
+    machine, the devices, the thread pools and the variables that steer them."""
+    import keras
+
     affinity = cpu_affinity()
+    framework = backend.fingerprint()
     return {
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        **framework,
         "keras": keras.__version__,
         "numpy": np.__version__,
         "keras_backend": keras.backend.backend(),
@@ -96,15 +111,12 @@ def environment_fingerprint(model: keras.Model, device_used: str) -> dict[str, A
         "cpu_affinity": affinity,
         "cpus_allowed": len(affinity) if affinity is not None else None,
         "device": device_used,
-        "gpus": gpus,
-        "gpu_driver": nvidia_driver_version() if gpus else None,
+        "gpu_driver": nvidia_driver_version() if framework.get("gpus") else None,
         "gpu_assignment": gpu_assignment(),
-        "cuda_build": build.get("cuda_version"),
-        "cudnn_build": build.get("cudnn_version"),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "op_determinism": bool(is_op_determinism_enabled()),
         "jit_compile": model.jit_compile,
         "floatx": keras.config.floatx(),
-        "environment": {name: os.environ.get(name) for name in ENVIRONMENT_VARIABLES},
+        "environment": {
+            name: os.environ.get(name)
+            for name in (*ENVIRONMENT_VARIABLES, *backend.ENVIRONMENT_VARIABLES)
+        },
     }

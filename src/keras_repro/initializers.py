@@ -9,11 +9,12 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import initializers
 
+from keras_repro.backends import load_backend
 from keras_repro.config import defaults
 from keras_repro.files import write_json_atomic
+from keras_repro.initializer_checks import RECIPE_INITIALIZER_SEED
 from keras_repro.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ INITIALIZERS = (
     initializers.LecunUniform,
     initializers.Orthogonal,
 )
-# The recipe seeds every initializer with 42 (and the global generator with its own seed).
-RECIPE_INITIALIZER_SEED = 42
 # The recipe's shapes: one value per seeded draw, a 3×5 kernel for the object comparisons.
 OBJECT_SHAPE = (3, 5)
 
@@ -46,7 +45,7 @@ def draw_initializers(
 ) -> dict[str, Any]:
     """Draw what the recipe draws, as exact hex floats, after ``set_random_seed(global_seed)``."""
     keras.utils.set_random_seed(global_seed)
-    tf.config.experimental.enable_op_determinism()
+    load_backend(keras.backend.backend()).enable_determinism()
     seeded = {}
     for initializer in INITIALIZERS:
         draws = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -118,7 +119,9 @@ def train_in_fresh_process(
     """
     if settings.seed is None:
         settings = dataclasses.replace(settings, seed=secrets.randbelow(2**32), seed_drawn=True)
-    seed, repeat, threads = settings.seed, settings.repeat, settings.threads
+    seed, repeat, threads = settings.seed, settings.repeat, settings["threads"]
+    # The run's settings travel as one file beside its record, removed once it has run.
+    settings_path = Path(record_path).with_name(f".{Path(record_path).stem}.settings.json")
     command = [
         sys.executable,
         "-m",
@@ -126,7 +129,7 @@ def train_in_fresh_process(
         str(dataset_path),
         str(record_path),
         f"--trace={trace_path}",
-        *settings.to_arguments(),
+        f"--settings={settings_path}",
     ]
     # The scheduler sets OMP_NUM_THREADS from the cores it grants; the run's own count wins.
     # The child runs this very package, wherever it was imported from.
@@ -139,10 +142,11 @@ def train_in_fresh_process(
     environment.pop(ASSIGNMENT_VARIABLE, None)
     gpu_choice: AbstractContextManager[GpuAssignment | None] = (
         nullcontext(None)
-        if settings.device == "cpu"
+        if settings["device"] == "cpu"
         else assign_gpu(Path(gpu_lock_dir) / socket.gethostname(), runs_per_gpu)
     )
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     with gpu_choice as assignment:
         shown = f"PYTHONHASHSEED={seed}"
         if assignment is not None:
@@ -152,9 +156,14 @@ def train_in_fresh_process(
                 shown = f"CUDA_VISIBLE_DEVICES={assignment.cuda_visible_devices} {shown}"
         with open(log_path, "a") as log_file:
             log_file.write(f"$ {shown} {' '.join(command)}\n")
-        status = run_supervised(
-            command, environment, Path(log_path), pass_fds=_lock_descriptors(assignment)
-        )
+            log_file.write(f"# {settings_path.name}: {json.dumps(settings.to_json())}\n")
+        try:
+            settings.write(settings_path)
+            status = run_supervised(
+                command, environment, Path(log_path), pass_fds=_lock_descriptors(assignment)
+            )
+        finally:
+            settings_path.unlink(missing_ok=True)
     if status != 0:
         tail = Path(log_path).read_text().splitlines()[-15:]
         raise TrainingFailed(

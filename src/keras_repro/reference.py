@@ -19,8 +19,9 @@ from keras_repro.compare import Tolerance
 from keras_repro.diagnosis import environment_changes
 from keras_repro.errors import ReproError
 from keras_repro.files import staging_dir, write_json_atomic
+from keras_repro.pairs import compare_pair
 from keras_repro.record import RecordError, Run, read_run
-from keras_repro.summary import ReferenceResult, ReferenceRun, compare_pair
+from keras_repro.summary import ReferenceResult, ReferenceRun
 
 REFERENCE_FORMAT = "keras-repro/reference"
 REFERENCE_FORMAT_VERSION = 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +13,13 @@ from pathlib import Path
 from keras_repro.compare import Tolerance
 from keras_repro.config import defaults
 from keras_repro.errors import ReproError
-from keras_repro.files import atomic_write, write_json_atomic
+from keras_repro.files import atomic_write
 from keras_repro.logs import configure_logging
 from keras_repro.plots import step_divergence_png, training_curves_png
-from keras_repro.record import read_runs
-from keras_repro.reference import compare_with_reference, load_reference
 from keras_repro.render import render
-from keras_repro.summary import Comparison, summarize
+from keras_repro.summarize import compare_all
+from keras_repro.summary import Comparison
+from keras_repro.summary_json import write_summary
 from keras_repro.tables import tidy_histories
 from keras_repro.verdict import judge
 
@@ -54,20 +53,14 @@ def write_report(
 ) -> Comparison:
     """Compare every run (and the control arm, and the reference when given) and write each
     report file; summary.json is written last."""
-    runs, refused = read_runs(record_paths)
-    control_runs = None
-    if controls is not None:
-        control_runs = {}
-        for arm, paths in controls.items():
-            control_runs[arm], refused_here = read_runs(paths)
-            refused += refused_here
-    draws = [json.loads(Path(path).read_text()) for path in initializer_paths]
-    compared = None
-    if reference is not None:
-        compared = compare_with_reference(
-            load_reference(reference), runs, tolerance, reference_drift
-        )
-    comparison = summarize(runs, draws, tolerance, refused, control_runs, compared)
+    comparison, runs = compare_all(
+        record_paths,
+        initializer_paths,
+        tolerance,
+        controls=controls,
+        reference=reference,
+        reference_drift=reference_drift,
+    )
     with atomic_write(outputs.histories) as handle:
         tidy_histories([run.record for run in runs]).to_csv(handle, index=False)
     figures = {
@@ -88,7 +81,7 @@ def write_report(
     images = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     with atomic_write(outputs.html) as handle:
         handle.write(render("report.html.j2", comparison, images=images))
-    write_json_atomic(comparison.to_json(), outputs.summary)
+    write_summary(comparison, outputs.summary)
     return comparison
 
 

@@ -1,28 +1,56 @@
-"""What one training run is asked to do: one definition for the launcher, the training CLI and
-the run record's ``settings``."""
+"""What one training run is asked to do: its config (the schema's keys marked
+``x-run-setting``, validated by the schema) and who it is (seed, repeat, arm, nudge, dataset).
+
+The launcher hands them to the training process as one JSON file; the training CLI takes the
+same file, and an option per config key made from the schema. A new per-run knob is the
+schema's entry and the code that uses it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from keras_repro.config import ConfigError, load_schema, validate_config
+from keras_repro.files import write_json_atomic
+
+RUN_SETTING = "x-run-setting"
 DEVICES = ("auto", "cpu", "gpu")
 # The seeded runs that are judged, and the control arm (runs that must differ, and runs whose
 # op determinism is off, to show what determinism costs and whether it matters here).
 ARMS = ("seeded", "unseeded", "nondeterministic")
+SETTINGS_FORMAT = "keras-repro/run-settings"
+
+
+def run_setting_keys(schema: dict[str, Any] | None = None) -> list[str]:
+    """The config's top-level keys that every training run is given."""
+    properties = (schema or load_schema())["properties"]
+    return [key for key, subschema in properties.items() if subschema.get(RUN_SETTING)]
+
+
+def run_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run settings of a validated config."""
+    return {key: config[key] for key in run_setting_keys()}
+
+
+def validate_run_config(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` validated by the schema, with its defaults for the keys not given."""
+    keys = run_setting_keys()
+    unknown = sorted(set(values) - set(keys))
+    if unknown:
+        raise ConfigError(f"run settings: {unknown} are not run settings; known: {keys}")
+    return run_config(validate_config(values))
 
 
 @dataclass(frozen=True)
 class RunSettings:
     seed: int | None  # None: the launcher draws one (the unseeded control)
     repeat: int
-    epochs: int
-    batch_size: int
-    threads: int
-    device: str
-    trace_every: int  # hash every weight variable every this many steps (and at epoch ends)
+    config: dict[str, Any] = field(default_factory=dict)  # validated in __post_init__
     arm: str = "seeded"
     op_determinism: bool = True
     seed_drawn: bool = False
@@ -30,67 +58,114 @@ class RunSettings:
     perturb_step: int | None = None
     perturb_variable: str | None = None
     dataset_sha256: str | None = None  # refuse a dataset file with another sha256
+    # The manifest's input shape and class count; None: taken from the dataset file's arrays.
+    data_spec: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS}, got {self.arm!r}")
+        object.__setattr__(self, "config", validate_run_config(self.config))
 
-    def to_arguments(self) -> list[str]:
-        """The training CLI's options for these settings."""
-        if self.seed is None:
-            raise ValueError("draw the seed before starting the run")
-        arguments = []
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            option = "--" + field.name.replace("_", "-")
-            if field.name == "op_determinism":
-                arguments += [] if value else ["--no-op-determinism"]
-            elif field.name == "seed_drawn":
-                arguments += ["--seed-drawn"] if value else []
-            elif value is not None:
-                arguments.append(f"{option}={value}")
-        return arguments
+    def __getitem__(self, key: str) -> Any:
+        return self.config[key]
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"format": SETTINGS_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunSettings:
+        if data.get("format") != SETTINGS_FORMAT:
+            raise ConfigError(f"not a {SETTINGS_FORMAT} file (format={data.get('format')!r})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names - {"format"})
+        if unknown:
+            raise ConfigError(f"run settings: unknown fields {unknown}")
+        return cls(**{name: value for name, value in data.items() if name in names})
+
+    def write(self, path: Path) -> None:
+        write_json_atomic(self.to_json(), path)
+
+    @classmethod
+    def read(cls, path: Path) -> RunSettings:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"cannot read run settings {path}: {error}") from None
+        return cls.from_json(data)
+
+    def to_record(self) -> dict[str, Any]:
+        """The run record's ``settings``: who the run is, then its config."""
+        identity = dataclasses.asdict(self)
+        return {**{k: v for k, v in identity.items() if k != "config"}, **self.config}
 
 
-def add_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
-    """The training CLI's options, with the config schema's defaults."""
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--repeat", type=int, default=0, help="which repeat this is (recorded)")
-    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
-    parser.add_argument(
-        "--threads", type=int, default=defaults["threads"], help="TF intra- and inter-op threads"
-    )
-    parser.add_argument("--device", choices=DEVICES, default=defaults["device"])
-    parser.add_argument(
-        "--trace-every",
-        type=int,
-        default=defaults["trace"]["every_steps"],
-        help="hash every weight variable every this many steps (and at each epoch's end)",
-    )
-    parser.add_argument("--arm", choices=ARMS, default="seeded", help="recorded with the run")
+def _option_type(schema: dict[str, Any]) -> Any:
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    return int if "integer" in kinds else float if "number" in kinds else str
+
+
+def _config_options(schema: dict[str, Any]) -> list[tuple[str, tuple[str, ...], dict[str, Any]]]:
+    """(option, config path, schema) of every run setting: ``--epochs``, ``--trace-every-steps``."""
+    options = []
+    for key in run_setting_keys(schema):
+        subschema = schema["properties"][key]
+        inner = subschema.get("properties")
+        for path, leaf in (
+            [((key, name), s) for name, s in inner.items()] if inner else [((key,), subschema)]
+        ):
+            options.append(("--" + "-".join(path).replace("_", "-"), path, leaf))
+    return options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training CLI's options: a settings file, who the run is, and one option per run
+    setting of the schema (its description as help, its default when neither gives one)."""
+    parser.add_argument("--settings", type=Path, help="a run settings file (the launcher's)")
+    parser.add_argument("--seed", type=int, help="required unless the settings file has it")
+    parser.add_argument("--repeat", type=int, help="which repeat this is (recorded)")
     parser.add_argument(
         "--no-op-determinism",
         dest="op_determinism",
         action="store_false",
-        help="leave tf.config.experimental.enable_op_determinism() out",
-    )
-    parser.add_argument(
-        "--seed-drawn", action="store_true", help="record that the seed was drawn at random"
+        default=None,
+        help="leave op determinism off",
     )
     parser.add_argument("--perturb-step", type=int, help="nudge a weight by one ULP after it")
     parser.add_argument("--perturb-variable", help="the variable to nudge (default: the first one)")
     parser.add_argument(
         "--dataset-sha256", help="refuse a dataset file whose sha256 differs (from its manifest)"
     )
+    schema = load_schema()
+    for option, path, leaf in _config_options(schema):
+        parser.add_argument(
+            option,
+            dest=".".join(path),
+            type=_option_type(leaf),
+            choices=leaf.get("enum"),
+            help=" ".join(leaf.get("description", "").split()).replace("%", "%%"),
+        )
 
 
 def from_arguments(args: argparse.Namespace) -> RunSettings:
-    return RunSettings(
-        **{field.name: getattr(args, field.name) for field in dataclasses.fields(RunSettings)}
-    )
+    """Settings from the file, if any, with the options given on top."""
+    base = RunSettings.read(args.settings) if args.settings else None
+    config: dict[str, Any] = dict(base.config) if base else {}
+    for _option, path, _leaf in _config_options(load_schema()):
+        value = getattr(args, ".".join(path))
+        if value is None:
+            continue
+        if len(path) == 1:
+            config[path[0]] = value
+        else:
+            config[path[0]] = {**config.get(path[0], {}), path[1]: value}
+    identity = dataclasses.asdict(base) if base else {"repeat": 0}
+    identity.pop("config", None)
+    for name in ("seed", "repeat", "op_determinism", "perturb_step", "perturb_variable"):
+        if getattr(args, name) is not None:
+            identity[name] = getattr(args, name)
+    if args.dataset_sha256 is not None:
+        identity["dataset_sha256"] = args.dataset_sha256
+    if identity.get("seed") is None:
+        raise ConfigError("--seed is required (or a --settings file that has one)")
+    return RunSettings(config=config, **identity)

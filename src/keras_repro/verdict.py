@@ -11,7 +11,8 @@ from pathlib import Path
 from keras_repro.compare import Divergence
 from keras_repro.errors import ReproError
 from keras_repro.files import atomic_write
-from keras_repro.summary import Comparison, read_summary
+from keras_repro.summary import Comparison
+from keras_repro.summary_json import read_summary
 
 
 class VerdictError(ReproError):

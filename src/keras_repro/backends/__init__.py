@@ -1,0 +1,52 @@
+"""The Keras backends a run can train on: one module each, with the same names.
+
+Each backend module has:
+
+- ``RESULT_FIELDS``: the fingerprint fields it adds that can change a result;
+- ``configure(threads, device) -> str``: thread pools and visible devices, before the first
+  op; returns the device used ("cpu" or "gpu");
+- ``enable_determinism()``: the determinism switches, once the seed is set (as the recipe);
+- ``fingerprint() -> dict``: what the framework says about itself, read back from it;
+- ``make_step_recorder(train_steps, test_steps) -> StepRecorder``: the in-step recorder.
+
+A backend module imports its framework inside its functions only, so that the rules without
+it (compare, verdict) can still ask which fields can change a result. ``load_backend`` is the
+one place that picks a backend; nothing backend-specific lives outside these modules.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Protocol
+
+BACKENDS = ("tensorflow",)
+# Records written before backends were recorded in the settings trained on TensorFlow.
+DEFAULT_BACKEND = "tensorflow"
+
+
+class StepRecorder(Protocol):
+    """Called inside the compiled train and test steps with each batch and its loss; its
+    buffers are read once, after training."""
+
+    def __call__(self, training: bool, iterations: Any, x: Any, y: Any, loss: Any) -> None: ...
+
+    def step_losses(self) -> Any: ...
+
+    def train_batches(self) -> Any: ...
+
+    def test_batches(self) -> Any: ...
+
+
+def load_backend(name: str) -> ModuleType:
+    """The module of backend ``name`` (its imports are named here, so that a rule's code
+    digest follows them)."""
+    if name == "tensorflow":
+        from keras_repro.backends import tensorflow
+
+        return tensorflow
+    raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+
+
+def result_fields(name: str) -> tuple[str, ...]:
+    """The fingerprint fields of backend ``name`` that can change a result."""
+    return load_backend(name).RESULT_FIELDS
