@@ -140,7 +140,11 @@ def train_in_fresh_process(
     gpu_choice: AbstractContextManager[GpuAssignment | None] = (
         nullcontext(None)
         if settings.device == "cpu"
-        else assign_gpu(Path(gpu_lock_dir) / socket.gethostname(), runs_per_gpu)
+        else assign_gpu(
+            Path(gpu_lock_dir) / socket.gethostname(),
+            runs_per_gpu,
+            within=Path(gpu_lock_dir).parent,
+        )
     )
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with gpu_choice as assignment:

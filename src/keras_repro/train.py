@@ -31,6 +31,7 @@ from keras_repro.digest import arrays_sha256, file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
 from keras_repro.logs import configure_logging
+from keras_repro.perturb import check_perturb_step, check_perturb_variable
 from keras_repro.record import RunRecord, write_record
 from keras_repro.settings import RunSettings, add_arguments, from_arguments
 from keras_repro.trace import Trace, write_trace
@@ -284,6 +285,9 @@ def train_and_record(
     steps_per_epoch, test_steps = int(train_data.cardinality()), int(test_data.cardinality())
 
     model = build_model()
+    model.build(tuple(train_data.element_spec[0].shape))
+    check_perturb_step(settings.perturb_step, settings.epochs * steps_per_epoch)
+    check_perturb_variable(settings.perturb_variable, [v.path for v in model.weights])
     # validation after every epoch, then evaluate()
     recorder = StepRecorder(settings.epochs * steps_per_epoch, (settings.epochs + 1) * test_steps)
     model.recorder = recorder
