@@ -8,7 +8,8 @@ that replaces the output folder only when everything is verified.
 Everything is bounded: file names are plain names, so nothing is written outside the output
 folder and sources are only read; no file may exceed what the dataset's counts allow
 (``decoding.max_file_sizes``), checked against Content-Length before the body and while it
-arrives; each attempt has a wall-clock deadline, at which its connections are shut (``downloaders``).
+arrives; each attempt has a wall-clock deadline, at which its connections are shut. Fetching
+one file is ``downloaders``'s; what to fetch and what to accept, this module's.
 """
 
 from __future__ import annotations
@@ -26,11 +27,7 @@ from keras_repro.dataset import content_identity, validate_arrays
 from keras_repro.decoding import DatasetError, max_file_sizes, read_source_arrays
 from keras_repro.downloaders import SourceFailed, fetch_file, file_location
 from keras_repro.errors import ReproError
-from keras_repro.files import (
-    path_inside,
-    staging_dir,
-    write_json_atomic,
-)
+from keras_repro.files import path_inside, staging_dir, write_json_atomic
 from keras_repro.logs import configure_logging
 from keras_repro.roles import ROLES
 
