@@ -19,15 +19,19 @@ MAX_LINES = 350
 # place); delete each entry with its split, and this constant with the last.
 TOO_LONG_FOR_NOW = {"train.py", "summary.py", "compare.py"}
 
-# The modules the download, build_dataset, compare and verdict rules import, in an
-# environment without TensorFlow (envs/analysis.yaml).
+# The modules the download, build_dataset, compare and verdict rules import (and the launcher
+# and the docs generator), in an environment without TensorFlow (envs/analysis.yaml).
 LIGHT_MODULES = (
     "keras_repro.compare",
     "keras_repro.config",
+    "keras_repro.config_docs",
     "keras_repro.dataset",
+    "keras_repro.decoding",
     "keras_repro.download",
+    "keras_repro.downloaders",
     "keras_repro.gpus",
     "keras_repro.launch",
+    "keras_repro.perturb",
     "keras_repro.report",
     "keras_repro.summary",
     "keras_repro.verdict",
