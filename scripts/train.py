@@ -5,6 +5,7 @@ import logging
 from keras_repro.dataset import recorded_sha256, recorded_spec
 from keras_repro.launch import train_in_fresh_process
 from keras_repro.logs import configure_logging
+from keras_repro.perturb import check_perturb_step, manifest_train_examples, total_steps
 from keras_repro.settings import RunSettings
 
 configure_logging(snakemake.log[0])
@@ -15,6 +16,12 @@ if snakemake.threads != params.settings["threads"]:
         "on the thread count, not on scheduling)",
         snakemake.threads,
         params.settings["threads"],
+    )
+if params.perturb:  # refused before the training process starts
+    train_examples = manifest_train_examples(snakemake.input.manifest)
+    check_perturb_step(
+        params.perturb["step"],
+        total_steps(train_examples, params.settings["batch_size"], params.settings["epochs"]),
     )
 train_in_fresh_process(
     snakemake.input.dataset,

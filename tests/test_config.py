@@ -9,13 +9,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from keras_repro.config import (
-    CONFIG_DOC,
-    ConfigError,
-    load_schema,
-    stale_generated_files,
-    validate_config,
-)
+from keras_repro.config import ConfigError, load_schema, validate_config
+from keras_repro.config_docs import CONFIG_DOC, stale_generated_files
 
 SCHEMA = load_schema(REPO / "schemas" / "config.schema.yaml")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -14,11 +14,11 @@ from keras_repro.dataset import (
     DatasetError,
     build_dataset,
     content_identity,
-    decode_idx,
     encode_idx,
     load_dataset,
     validate_arrays,
 )
+from keras_repro.decoding import decode_idx
 from keras_repro.download import download_dataset
 
 

@@ -21,6 +21,7 @@ from conftest import make_arrays, tiny_run
 
 from keras_repro import gpus
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.files import UnsafePath
 from keras_repro.gpus import (
     ASSIGNMENT_VARIABLE,
     Gpu,
@@ -98,10 +99,13 @@ class Jobs:
         self.folder, self.lock_dir = folder, lock_dir
         self.processes: dict[str, subprocess.Popen] = {}
 
+    def arguments(self, cards: list[Gpu], runs_per_gpu: int = 1) -> list[str]:
+        return [str(self.lock_dir), str(runs_per_gpu), card_dicts(cards), str(self.folder)]
+
     def start(
         self, name: str, cards: list[Gpu], runs_per_gpu: int = 1, child: bool = False
     ) -> subprocess.Popen:
-        arguments = [str(self.lock_dir), str(runs_per_gpu), card_dicts(cards), str(self.folder)]
+        arguments = self.arguments(cards, runs_per_gpu)
         with open(self.folder / f"{name}.err", "w") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-c", HOLDER, *arguments, name, "child" if child else "-"],
@@ -298,6 +302,54 @@ def test_another_users_read_only_lock_file_can_still_be_locked(tmp_path):
         assert assignment.slot == 0
         with open(path) as other, pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("planted", ["folder", "host folder", "lock file"])
+def test_a_planted_symlink_is_refused_and_nothing_is_created_where_it_points(tmp_path, planted):
+    """Each job a real process: whichever part of the pool is a link out of ``results/``, it
+    fails with one line naming the link, and the folder it points to stays empty."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    locks = tmp_path / "results" / ".gpu-locks"
+    if planted == "folder":
+        locks.parent.mkdir()
+        locks.symlink_to(outside)
+        link = locks
+    elif planted == "host folder":
+        locks.mkdir(parents=True)
+        (locks / "host").symlink_to(outside)
+        link = locks / "host"
+    else:
+        (locks / "host").mkdir(parents=True)
+        lock_path(locks / "host", CARD_A, 0).symlink_to(outside / "lock")
+        link = lock_path(locks / "host", CARD_A, 0)
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    jobs = Jobs(folder, locks / "host")
+    # as the launcher calls it: the pool inside the results folder
+    within = f"poll_seconds=0.02, within=Path({str(tmp_path / 'results')!r}))"
+    script = HOLDER.replace("poll_seconds=0.02)", within)
+    assert script != HOLDER
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *jobs.arguments([CARD_A]), "job", "-"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr.count("\n") == 1, stderr
+    assert f"GPU pool: {link} is a symlink (to {outside}" in stderr
+    assert f"rm {link}" in stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_a_lock_folder_outside_its_results_folder_is_refused(tmp_path):
+    with (
+        pytest.raises(UnsafePath, match="is not inside"),
+        assign_gpu(tmp_path / "elsewhere", 1, {}, [CARD_A], within=tmp_path / "results"),
+    ):
+        pass
+    assert not (tmp_path / "elsewhere").exists()
 
 
 # -- a scheduler's choice ------------------------------------------------------------------------

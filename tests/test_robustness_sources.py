@@ -39,7 +39,8 @@ from conftest import (
 from workflows import snakemake, write_config
 
 from keras_repro.config import ConfigError
-from keras_repro.dataset import DatasetError, build_dataset, content_identity, read_idx_gz
+from keras_repro.dataset import DatasetError, build_dataset, content_identity
+from keras_repro.decoding import read_idx_gz
 from keras_repro.download import MARKER_NAME, DownloadError, download_dataset
 from keras_repro.files import UnsafePath, WriteError
 
@@ -467,7 +468,7 @@ def test_short_content_length_fails_checksum(tmp_path, tiny, server):
 def test_drip_cut_at_deadline_with_progress(tmp_path, tiny, server, caplog):
     """A server that drips one byte per second is cut off at the deadline, each attempt, and
     progress (bytes, rate) is logged while it drips."""
-    caplog.set_level(logging.INFO, logger="keras_repro.download")
+    caplog.set_level(logging.INFO, logger="keras_repro")
     source = idx_source(server, tiny)
     server.faults[IMAGES] = ["drip", "drip"]
     started = time.monotonic()
@@ -501,7 +502,7 @@ def test_silent_server_cut_at_deadline(tmp_path, tiny, server):
 
 
 def test_slow_but_in_time_accepted_with_progress(tmp_path, tiny, server, caplog):
-    caplog.set_level(logging.INFO, logger="keras_repro.download")
+    caplog.set_level(logging.INFO, logger="keras_repro")
     source = idx_source(server, tiny)
     server.faults[IMAGES] = ["slow"]
     server.drip_seconds = 0.15
@@ -528,7 +529,7 @@ def test_gzip_bomb_memory_bounded(tmp_path):
     write_gzip_bomb(bomb, (30, 28, 28), 80)
     script = (
         "import resource, sys\n"
-        "from keras_repro.dataset import DatasetError, read_idx_gz, max_idx_bytes\n"
+        "from keras_repro.decoding import DatasetError, read_idx_gz, max_idx_bytes\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n"
         "    read_idx_gz(sys.argv[1], max_idx_bytes('train_images', {'train': 30}))\n"

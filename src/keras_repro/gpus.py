@@ -21,10 +21,12 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from keras_repro.files import UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +200,48 @@ def lock_path(lock_dir: Path, gpu: Gpu, slot: int) -> Path:
     return Path(lock_dir) / f"{name}.slot{slot}.lock"
 
 
+def _planted_link(path: Path, within: Path) -> UnsafePath:
+    return UnsafePath(
+        f"GPU pool: {path} is a symlink (to {os.readlink(path)}), and the pool creates files "
+        f"inside {within} only; remove the link (rm {path}) and run again"
+    )
+
+
+def pool_folder(lock_dir: Path, within: Path) -> Path:
+    """``lock_dir``, made folder by folder below ``within`` (which may itself be a link, the
+    user's choice), refused when it lies outside ``within`` or when it, or a folder on the way
+    to it, is a symlink or not a folder: a planted link would put the lock files wherever it
+    points."""
+    lock_dir, within = Path(lock_dir), Path(within)
+    relative = Path(os.path.relpath(lock_dir, within))
+    if relative.parts[:1] == ("..",) or relative.is_absolute():
+        raise UnsafePath(f"GPU lock folder: {lock_dir} is not inside {within}")
+    within.mkdir(parents=True, exist_ok=True)
+    folder = within
+    for part in relative.parts if relative != Path(".") else ():
+        folder = folder / part
+        with suppress(FileExistsError):
+            folder.mkdir()
+        if folder.is_symlink():
+            raise _planted_link(folder, within)
+        if not folder.is_dir():
+            raise UnsafePath(f"GPU lock folder: {folder} is not a folder; remove it and run again")
+    return lock_dir
+
+
 def _try_lock(path: Path) -> int | None:
     """The descriptor of ``path`` locked exclusively, or None when someone else holds it."""
+    flags = os.O_NOFOLLOW  # never a file a planted link points to
     try:
         # Read-write: over NFS, flock is emulated with fcntl locks, and an exclusive one needs
         # a file open for writing. Another user's lock file may only be readable to us.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o666)
     except PermissionError:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | flags)
+    except OSError:
+        if path.is_symlink():
+            raise _planted_link(path, path.parent) from None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -236,6 +272,7 @@ def assign_gpu(
     environ: Mapping[str, str] = os.environ,
     gpus: list[Gpu] | None = None,
     poll_seconds: float = 1.0,
+    within: Path | None = None,
 ) -> Iterator[GpuAssignment]:
     """A card for one run, held until the block ends.
 
@@ -245,7 +282,9 @@ def assign_gpu(
       a card from the pool behind the scheduler's back.
     - Otherwise the cards in ``gpus`` (default: nvidia-smi's list), none: ``source="none"``.
     - Otherwise a free slot of the pool in ``lock_dir`` (one folder per machine: flock is not
-      reliable across machines on a shared filesystem), waiting while all are taken.
+      reliable across machines on a shared filesystem), waiting while all are taken. The
+      folder and its lock files are created inside ``within`` only (default: the folder
+      ``lock_dir`` is in), never through a symlink (``pool_folder``).
       ``CUDA_VISIBLE_DEVICES`` becomes the card's UUID (stable when cards are renumbered),
       else its index.
 
@@ -266,8 +305,7 @@ def assign_gpu(
     if not gpus:
         yield GpuAssignment(source="none", cuda_visible_devices=None)
         return
-    lock_dir = Path(lock_dir)
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = pool_folder(lock_dir, Path(lock_dir).parent if within is None else within)
     taken = _take_free_slot(lock_dir, gpus, runs_per_gpu)
     if taken is None:
         log.info(

@@ -143,7 +143,11 @@ def train_in_fresh_process(
     gpu_choice: AbstractContextManager[GpuAssignment | None] = (
         nullcontext(None)
         if settings["device"] == "cpu"
-        else assign_gpu(Path(gpu_lock_dir) / socket.gethostname(), runs_per_gpu)
+        else assign_gpu(
+            Path(gpu_lock_dir) / socket.gethostname(),
+            runs_per_gpu,
+            within=Path(gpu_lock_dir).parent,
+        )
     )
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)

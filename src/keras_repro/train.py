@@ -32,6 +32,7 @@ from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
 from keras_repro.logs import configure_logging
 from keras_repro.models import resolve_model
+from keras_repro.perturb import check_perturb_step, check_perturb_variable
 from keras_repro.pipelines import load_pipeline
 from keras_repro.record import RunRecord, write_record
 from keras_repro.recording import (
@@ -78,6 +79,13 @@ def train_and_record(
     epochs = settings["epochs"]
 
     model = entry.build(tuple(spec["input_shape"]), spec["num_classes"])
+    model.build(pipeline.batch_shape(train_data))
+    check_perturb_step(settings.perturb_step, epochs * steps_per_epoch)
+    check_perturb_variable(settings.perturb_variable, [v.path for v in model.weights])
+    model = build_model()
+    model.build(tuple(train_data.element_spec[0].shape))
+    check_perturb_step(settings.perturb_step, settings.epochs * steps_per_epoch)
+    check_perturb_variable(settings.perturb_variable, [v.path for v in model.weights])
     # validation after every epoch, then evaluate()
     recorder = backend.make_step_recorder(epochs * steps_per_epoch, (epochs + 1) * test_steps)
     record_steps(model, recorder)

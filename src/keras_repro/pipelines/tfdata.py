@@ -29,3 +29,8 @@ def make_pipelines(
 def steps(dataset: tf.data.Dataset) -> int:
     """Batches per pass."""
     return int(dataset.cardinality())
+
+
+def batch_shape(dataset: tf.data.Dataset) -> tuple[int | None, ...]:
+    """The shape of the input batches the model is fed (batch axis None)."""
+    return tuple(dataset.element_spec[0].shape)
