@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 # The modules the download, build_dataset, compare and verdict rules import, in an
 # environment without TensorFlow (envs/analysis.yaml).

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from keras_repro.config import (
     CONFIG_DOC,

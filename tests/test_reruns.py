@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from workflows import snakemake
 
 from keras_repro.config import load_schema
