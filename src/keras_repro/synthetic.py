@@ -39,7 +39,7 @@ IDX_NAMES = {
 }
 NPZ_NAME = "mnist.npz"
 # What a smoke test needs besides the data: short runs (the schema's defaults do the rest).
-SMOKE_SETTINGS: dict[str, Any] = {"repeats": 2, "epochs": 1, "threads": 1}
+SMOKE_SETTINGS: dict[str, Any] = {"repeats": 2, "epochs": 1}
 DATASET_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
