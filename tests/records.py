@@ -1,4 +1,4 @@
-"""Run records built by hand, for tests of the comparison and the report."""
+"""Run records and step traces built by hand, for tests of the comparison and the report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import copy
 import numpy as np
 
 from keras_repro.record import RunRecord
+from keras_repro.trace import Trace
 
 
 def next_float32(value: float, steps: int = 1) -> float:
@@ -46,3 +47,30 @@ def repeat_of(record: RunRecord, repeat: int) -> RunRecord:
     other.repeat = repeat
     other.timings = {"epoch_seconds": [2.0], "total_seconds": 9.0}
     return other
+
+
+VARIABLES = ["sequential/conv2d/kernel", "sequential/conv2d/bias", "sequential/dense/kernel"]
+
+
+def make_trace(steps: int = 12, steps_per_epoch: int = 6, every: int = 3) -> Trace:
+    rng = np.random.default_rng(0)
+    checkpoints = sorted(
+        {*range(every, steps + 1, every), *range(steps_per_epoch, steps + 1, steps_per_epoch)}
+    )
+    return Trace(
+        steps_per_epoch=steps_per_epoch,
+        step_loss=rng.random(steps).astype(np.float32),
+        checkpoint_steps=np.array(checkpoints, dtype=np.int64),
+        variable_names=list(VARIABLES),
+        weight_digests=rng.integers(0, 256, (len(checkpoints), len(VARIABLES), 32), dtype=np.uint8),
+    )
+
+
+def copy_of(trace: Trace) -> Trace:
+    return Trace(
+        trace.steps_per_epoch,
+        trace.step_loss.copy(),
+        trace.checkpoint_steps.copy(),
+        list(trace.variable_names),
+        trace.weight_digests.copy(),
+    )

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from keras_repro.provenance import code_digest, code_files, module_imports, package_modules
 

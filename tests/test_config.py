@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from keras_repro.config import ConfigError, load_schema, validate_config
 from keras_repro.config_docs import CONFIG_DOC, stale_generated_files

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import write_idx_files, write_keras_npz
 
 from keras_repro.dataset import (
     DatasetError,
@@ -20,6 +19,7 @@ from keras_repro.dataset import (
 )
 from keras_repro.decoding import decode_idx
 from keras_repro.download import download_dataset
+from keras_repro.synthetic import write_idx_files, write_keras_npz
 
 
 def download_local(tmp_path, arrays, fmt: str, name: str):

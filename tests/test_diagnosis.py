@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from records import make_record, next_float32, repeat_of
-from test_trace import copy_of, make_trace
+from records import copy_of, make_record, make_trace, next_float32, repeat_of
 
 from keras_repro.diagnosis import environment_changes
 from keras_repro.pairs import compare_pair

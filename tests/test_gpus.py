@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_arrays, tiny_run
+from helpers import tiny_run
 
 from keras_repro import gpus
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
@@ -33,6 +33,7 @@ from keras_repro.gpus import (
 )
 from keras_repro.launch import train_in_fresh_process
 from keras_repro.record import read_record
+from keras_repro.synthetic import make_arrays
 
 CARD_A = Gpu(index=0, uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000", name="Fake A100")
 CARD_B = Gpu(index=1, uuid="GPU-bbbbbbbb-1111-1111-1111-111111111111", name="Fake H200")

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_arrays
+from helpers import REPO
 
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
 from keras_repro.record import read_record
+from keras_repro.synthetic import make_arrays
 
 pytest.importorskip("tensorflow")
 

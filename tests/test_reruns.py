@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from workflows import snakemake
 
 from keras_repro.config import load_schema
@@ -128,6 +128,8 @@ FILE_RERUNS = [
     ("src/keras_repro/templates/report.md.j2", FROM_COMPARE),
     ("src/keras_repro/templates/report.html.j2", FROM_COMPARE),
     ("src/keras_repro/provenance.py", NOTHING),
+    ("src/keras_repro/snakemake_cli.py", NOTHING),
+    ("src/keras_repro/synthetic.py", NOTHING),
     ("src/keras_repro/config.schema.yaml", NOTHING),
     ("Snakefile", NOTHING),
     ("rules/common.smk", NOTHING),

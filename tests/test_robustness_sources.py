@@ -27,15 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import (
-    IDX_NAMES,
-    Server,
-    make_arrays,
-    serving,
-    sha256_file,
-    write_idx_files,
-    write_keras_npz,
-)
+from helpers import sha256_file
+from serving import Server, serving
 from workflows import snakemake, write_config
 
 from keras_repro.config import ConfigError
@@ -43,6 +36,7 @@ from keras_repro.dataset import DatasetError, build_dataset, content_identity
 from keras_repro.decoding import read_idx_gz
 from keras_repro.download import MARKER_NAME, DownloadError, download_dataset
 from keras_repro.files import UnsafePath, WriteError
+from keras_repro.synthetic import IDX_NAMES, make_arrays, write_idx_files, write_keras_npz
 
 COUNTS = {"train": 30, "test": 10}
 FAST = {"timeout": 5.0, "attempts": 2, "backoff_seconds": 0.01}

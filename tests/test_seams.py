@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from keras_repro.backends import BACKENDS, load_backend, result_fields
 from keras_repro.config import ConfigError
@@ -148,7 +148,7 @@ USER_MODELS = {
 TRAIN_ONCE = """
 import json, sys
 import keras, numpy as np
-from conftest import make_arrays
+from keras_repro.synthetic import make_arrays
 from keras_repro.backends import load_backend
 from keras_repro.models import resolve_model
 from keras_repro.pipelines import load_pipeline
@@ -189,7 +189,7 @@ def test_a_user_model_file_is_built_and_its_steps_are_traced(tmp_path, kind):
             capture_output=True,
             text=True,
             timeout=300,
-            cwd=REPO / "tests",
+            cwd=REPO,
             env={**os.environ, "PYTHONHASHSEED": "3"},
         )
         assert done.returncode == 0, done.stderr

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, serving
+from helpers import REPO
+from serving import serving
 from workflows import snakemake, training_results, write_synthetic_config
 
 from keras_repro.record import read_record

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 
 @pytest.mark.parametrize(
@@ -24,3 +25,11 @@ def test_clean(command):
         [sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tests_import_helpers_from_helper_modules_not_conftest_or_other_tests():
+    pattern = re.compile(r"^\s*(from|import) (conftest|test_\w+)\b", re.M)
+    offenders = [
+        path.name for path in (REPO / "tests").glob("*.py") if pattern.search(path.read_text())
+    ]
+    assert offenders == [], "import helpers from tests/helpers.py, serving.py, workflows.py, …"

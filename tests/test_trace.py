@@ -4,34 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from records import VARIABLES, copy_of, make_trace
 
-from keras_repro.trace import Trace, compare_traces, read_trace, step_ulps, write_trace
-
-VARIABLES = ["sequential/conv2d/kernel", "sequential/conv2d/bias", "sequential/dense/kernel"]
-
-
-def make_trace(steps: int = 12, steps_per_epoch: int = 6, every: int = 3) -> Trace:
-    rng = np.random.default_rng(0)
-    checkpoints = sorted(
-        {*range(every, steps + 1, every), *range(steps_per_epoch, steps + 1, steps_per_epoch)}
-    )
-    return Trace(
-        steps_per_epoch=steps_per_epoch,
-        step_loss=rng.random(steps).astype(np.float32),
-        checkpoint_steps=np.array(checkpoints, dtype=np.int64),
-        variable_names=list(VARIABLES),
-        weight_digests=rng.integers(0, 256, (len(checkpoints), len(VARIABLES), 32), dtype=np.uint8),
-    )
-
-
-def copy_of(trace: Trace) -> Trace:
-    return Trace(
-        trace.steps_per_epoch,
-        trace.step_loss.copy(),
-        trace.checkpoint_steps.copy(),
-        list(trace.variable_names),
-        trace.weight_digests.copy(),
-    )
+from keras_repro.trace import compare_traces, read_trace, step_ulps, write_trace
 
 
 def test_round_trip_keeps_every_bit(tmp_path):

@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_arrays, sha256_file, tiny_run
+from helpers import sha256_file, tiny_run
 
 from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
 from keras_repro.launch import TrainingFailed, train_in_fresh_process
 from keras_repro.record import read_record
+from keras_repro.synthetic import make_arrays
 
 pytest.importorskip("tensorflow")
 from keras_repro.recording import pass_digests

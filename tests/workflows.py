@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import REPO, make_arrays, write_idx_files
+from helpers import REPO
 
-from keras_repro.dataset import content_identity
 from keras_repro.record import read_record
+from keras_repro.snakemake_cli import snakemake_command
+from keras_repro.synthetic import dataset_entry, make_arrays, write_idx_files
 
 # Small enough to train in seconds, large enough for a CNN to learn something.
 SYNTHETIC_COUNTS = {"train": 320, "test": 96}
-
-
-def snakemake_command(workdir: Path, *args: str, cores: int | None = 2) -> list[str]:
-    """The snakemake CLI on ``workdir``; ``cores=None`` leaves --cores out (an executor
-    profile decides)."""
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        *(["--cores", str(cores)] if cores is not None else []),
-        *args,
-    ]
 
 
 def snakemake(
@@ -67,18 +51,7 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
         "dataset": "synthetic",
         "datasets": {
             **yaml.safe_load((REPO / "config.yaml").read_text())["datasets"],
-            "synthetic": {
-                "counts": SYNTHETIC_COUNTS,
-                "content_sha256": content_identity(arrays),
-                "sources": [
-                    {
-                        "name": "loopback",
-                        "format": "idx",
-                        "location": url + "synthetic/",
-                        "files": files,
-                    }
-                ],
-            },
+            "synthetic": dataset_entry(arrays, files, url + "synthetic/", source="loopback"),
         },
         "seeds": [812, 42],
         "repeats": 2,
