@@ -161,8 +161,11 @@ class ReferenceResult:
     drift: str  # what drift does to the verdict: report or fail
     not_comparable: list[str]  # why the reference cannot be compared with these runs
     runs: list[ReferenceRun]
+    refused: str | None = None  # why the bundle could not be read: the verdict is refused
 
     def failures(self) -> list[str]:
+        if self.refused:
+            return []
         if self.not_comparable:
             return [f"reference {self.path} is not comparable: " + "; ".join(self.not_comparable)]
         return [
@@ -194,7 +197,7 @@ class Comparison:
     runs: int
     run_labels: list[str]
     seeds: dict[int, SeedResult]
-    seeds_differ: bool
+    seeds_differ: bool | None  # None: one seed, so seeds were not compared with each other
     initializers: InitializerResult
     fingerprints: list[FingerprintRow]
     divergences: list[Divergence] = field(default_factory=list)
@@ -254,8 +257,12 @@ def _typed(kind: Any, data: Any) -> Any:
         return {key(k): _typed(inner, v) for k, v in data.items()}
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
-        return kind(
-            **{f.name: _typed(hints[f.name], data[f.name]) for f in dataclasses.fields(kind)}
+        return kind(  # a field missing from an older summary takes its default
+            **{
+                f.name: _typed(hints[f.name], data[f.name])
+                for f in dataclasses.fields(kind)
+                if f.name in data
+            }
         )
     return data
 
@@ -459,14 +466,18 @@ def summarize(
         for run in control_runs
     ]
     return Comparison(
-        verdict="refused" if refused else "mismatch" if divergences or failures else "identical",
+        verdict="refused"
+        if refused or (reference is not None and reference.refused)
+        else "mismatch"
+        if divergences or failures
+        else "identical",
         mode="exact" if tolerance is None else "tolerance",
         mode_label=describe_mode(tolerance),
         tolerance=tolerance,
         runs=len(records),
         run_labels=labels,
         seeds=seeds,
-        seeds_differ=not seed_divergences,
+        seeds_differ=not seed_divergences if len(by_seed) > 1 else None,
         initializers=InitializerResult(
             processes=len(initializer_draws),
             global_seed=initializer_draws[0].get("global_seed") if initializer_draws else None,
