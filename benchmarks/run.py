@@ -537,7 +537,17 @@ def fixed_costs(
         scratch / "compare.log",
     )
     steps["verdict"] = measure(
-        [*cli, "keras_repro.report", "judge", report / "summary.json", scratch / "verdict.txt"],
+        [
+            *cli,
+            "keras_repro.report",
+            "judge",
+            report / "summary.json",
+            scratch / "verdict.txt",
+            "--records",
+            *records,
+            "--initializers",
+            *draws,
+        ],
         scratch / "verdict.log",
         check=False,  # a mismatch is a verdict, not a failure to measure
     )

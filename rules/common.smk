@@ -151,12 +151,13 @@ def evidence_files():
 
 
 def evidence_params():
+    """The config values compare and verdict judge the evidence by. (A reference that is this
+    workflow's own results/ was refused while the Snakefile was read.)"""
     return dict(
         comparison=config["comparison"],
         control=config["control"]["enabled"],
         reference=config["reference"],
         reference_drift=config["reference_drift"],
-        own_results="results",
     )
 
 
@@ -165,6 +166,19 @@ def reference_files():
     if config["reference"] is None:
         return []
     return sorted(str(p) for p in Path(config["reference"]).rglob("*") if p.is_file())
+
+
+def new_bundle(wildcards):
+    """No input: refuses, while the DAG is built and before any job, to export onto a bundle
+    that exists (Snakemake would remove a directory output before its job). A bundle, once
+    written, is never changed or removed."""
+    bundle = Path("results/references") / wildcards.name
+    if os.path.lexists(bundle):
+        raise WorkflowError(
+            f"{bundle} exists already, and a bundle once written is never changed or "
+            "replaced: nothing was done; export under another name (results/references/NEW_NAME)"
+        )
+    return []
 
 
 def exported_config():

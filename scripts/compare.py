@@ -17,7 +17,6 @@ write_report(
         else None,
         reference=params.reference,
         reference_drift=params.reference_drift,
-        own_results=params.own_results,
     ),
     ReportPaths(
         summary=outputs.summary,

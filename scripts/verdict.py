@@ -18,7 +18,6 @@ judge(
         else None,
         reference=params.reference,
         reference_drift=params.reference_drift,
-        own_results=params.own_results,
     ),
     inputs.summary,
     snakemake.output.verdict,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -105,3 +107,25 @@ def test_seeds_that_do_not_reach_training_fail_the_verdict(tmp_path):
         judge(
             Evidence(records, draws), tmp_path / "report" / "summary.json", tmp_path / "verdict.txt"
         )
+
+
+def test_the_cli_judges_the_evidence_not_an_edited_summary(tmp_path):
+    def one_ulp(record):
+        record.history["loss"][0] = next_float32(record.history["loss"][0])
+
+    records, draws = write_runs(tmp_path / "runs", one_ulp)
+    evidence = ["--records", *map(str, records), "--initializers", *map(str, draws)]
+    report = tmp_path / "report"
+
+    def cli(*args):
+        command = [sys.executable, "-m", "keras_repro.report", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert cli("compare", str(report), *evidence).returncode == 0
+    summary = json.loads((report / "summary.json").read_text())
+    summary["verdict"] = "identical"
+    (report / "summary.json").write_text(json.dumps(summary))
+    judged = cli("judge", str(report / "summary.json"), str(tmp_path / "verdict.txt"), *evidence)
+    assert judged.returncode == 1 and not (tmp_path / "verdict.txt").exists()
+    assert judged.stderr.startswith(f"{report}/summary.json was changed after compare wrote it")
+    assert 'verdict says "identical", the evidence "mismatch"' in judged.stderr

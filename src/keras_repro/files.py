@@ -109,7 +109,10 @@ def path_below(folder: Path, relative: object) -> Path:
         raise UnsafePath(f"{relative!r} is not a relative path of plain names")
     path = Path(folder)
     for part in relative.split("/"):
-        path = path / plain_name(part)
+        try:
+            path = path / plain_name(part)
+        except UnsafePath as error:
+            raise UnsafePath(f"{relative!r}: {error}") from None
         if path.is_symlink():
             raise UnsafePath(f"{relative!r}: {path} is a symlink")
     return path
