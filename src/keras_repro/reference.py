@@ -26,8 +26,8 @@ from keras_repro.summary import ReferenceResult, ReferenceRun, compare_pair
 REFERENCE_FORMAT = "keras-repro/reference"
 REFERENCE_FORMAT_VERSION = 1
 BUNDLE_INDEX = "reference.json"
-# Settings that must match for runs to be comparable at all.
 MAX_INDEX_BYTES = 16 * 2**20
+# Settings that must match for runs to be comparable at all.
 COMPARABLE_SETTINGS = ("dataset_sha256", "epochs", "batch_size", "train_examples", "test_examples")
 
 
