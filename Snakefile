@@ -32,9 +32,6 @@ onstart:
 rule all:
     default_target: True
     input:
-        run_records(),
-        rules.compare.input.unseeded,
-        rules.compare.input.nondeterministic,
-        initializer_draws(),
         rules.compare.output,
         rules.verdict.output,
+        **evidence_files(),

@@ -48,7 +48,17 @@ def run(bench: Bench, scratch: Path, records: list[Path]) -> tuple[dict, list[Pa
         [*compare, "--initializers", *draws], scratch / "compare.log"
     )
     steps["verdict"] = measure(
-        [*CLI, "keras_repro.report", "judge", report / "summary.json", scratch / "verdict.txt"],
+        [
+            *CLI,
+            "keras_repro.report",
+            "judge",
+            report / "summary.json",
+            scratch / "verdict.txt",
+            "--records",
+            *records,
+            "--initializers",
+            *draws,
+        ],
         scratch / "verdict.log",
         check=False,  # a mismatch is a verdict, not a failure to measure
     )

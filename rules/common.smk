@@ -20,20 +20,23 @@ from keras_repro.config import ConfigError, validate_config
 from keras_repro.processes import stale_lock_hint
 from keras_repro.provenance import code_digest
 from keras_repro.settings import run_config
+from keras_repro.reference import ReferenceError, check_place
 
 try:
     config.update(validate_config(config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-if (
-    config["reference"] is not None
-    and not (Path(config["reference"]) / "reference.json").is_file()
-):
-    raise WorkflowError(
-        f"reference: {config['reference']} is not a reference bundle (no reference.json in it); "
-        "export one with `snakemake --cores all results/references/NAME`, or set reference: null"
-    )
+if config["reference"] is not None:
+    if not (Path(config["reference"]) / "reference.json").is_file():
+        raise WorkflowError(
+            f"reference: {config['reference']} is not a reference bundle (no reference.json in it); "
+            "export one with `snakemake --cores all results/references/NAME`, or set reference: null"
+        )
+    try:
+        check_place(Path(config["reference"]), Path("results"))
+    except ReferenceError as error:
+        raise WorkflowError(str(error)) from None
 
 # Snakemake's own message about a stale lock comes later and says less.
 if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
@@ -131,11 +134,49 @@ def perturbation(wildcards):
     return {"step": perturb["step"], "variable": perturb["variable"]}
 
 
+def evidence_files():
+    """What compare and verdict both judge: every file the comparison is derived from."""
+    return dict(
+        records=run_records(),
+        traces=run_files("trace.npz"),
+        initializers=initializer_draws(),
+        unseeded=control_files("unseeded", "history.json"),
+        nondeterministic=control_files("nondeterministic", "history.json"),
+        control_traces=control_files("unseeded", "trace.npz")
+        + control_files("nondeterministic", "trace.npz"),
+        reference=reference_files(),
+    )
+
+
+def evidence_params():
+    """The config values compare and verdict judge the evidence by. (A reference that is this
+    workflow's own results/ was refused while the Snakefile was read.)"""
+    return dict(
+        comparison=config["comparison"],
+        control=config["control"]["enabled"],
+        reference=config["reference"],
+        reference_drift=config["reference_drift"],
+    )
+
+
 def reference_files():
     """Every file of the saved reference bundle, so that an edit to one re-compares."""
     if config["reference"] is None:
         return []
     return sorted(str(p) for p in Path(config["reference"]).rglob("*") if p.is_file())
+
+
+def new_bundle(wildcards):
+    """No input: refuses, while the DAG is built and before any job, to export onto a bundle
+    that exists (Snakemake would remove a directory output before its job). A bundle, once
+    written, is never changed or removed."""
+    bundle = Path("results/references") / wildcards.name
+    if os.path.lexists(bundle):
+        raise WorkflowError(
+            f"{bundle} exists already, and a bundle once written is never changed or "
+            "replaced: nothing was done; export under another name (results/references/NEW_NAME)"
+        )
+    return []
 
 
 def exported_config():

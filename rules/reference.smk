@@ -6,6 +6,7 @@ rule export_reference:
         traces=run_files("trace.npz"),
         manifest=dataset_manifest(),
         verdict=VERDICT,
+        absent=new_bundle,
     output:
         directory("results/references/{name}"),
     log:

@@ -1,13 +1,6 @@
 rule compare:
     input:
-        records=run_records(),
-        traces=run_files("trace.npz"),
-        initializers=initializer_draws(),
-        unseeded=control_files("unseeded", "history.json"),
-        nondeterministic=control_files("nondeterministic", "history.json"),
-        control_traces=control_files("unseeded", "trace.npz")
-        + control_files("nondeterministic", "trace.npz"),
-        reference=reference_files(),
+        **evidence_files(),
     output:
         summary="results/report/summary.json",
         markdown="results/report/report.md",
@@ -36,18 +29,17 @@ rule compare:
     conda:
         "../envs/analysis.yaml"
     params:
-        comparison=config["comparison"],
-        control=config["control"]["enabled"],
-        reference=config["reference"],
-        reference_drift=config["reference_drift"],
+        **evidence_params(),
         code=code("compare.py"),
     script:
         "../scripts/compare.py"
 
 
-# Judged apart from compare: a failing job loses its outputs, and the report must stay.
+# Judged apart from compare: a failing job loses its outputs, and the report must stay. The
+# verdict compares the same evidence again: a summary.json edited by hand is refused.
 rule verdict:
     input:
+        **evidence_files(),
         summary=rules.compare.output.summary,
     output:
         verdict=VERDICT,
@@ -57,6 +49,7 @@ rule verdict:
     conda:
         "../envs/analysis.yaml"
     params:
+        **evidence_params(),
         code=code("verdict.py"),
     script:
         "../scripts/verdict.py"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from keras_repro.record import RunRecord
+from keras_repro.record import RunRecord, write_record
 from keras_repro.trace import Trace
 
 
@@ -74,3 +77,34 @@ def copy_of(trace: Trace) -> Trace:
         list(trace.variable_names),
         trace.weight_digests.copy(),
     )
+
+
+# A draw of the initializers that passes every check.
+DRAW = {
+    "seeded": {"GlorotNormal": ["0x1.0p-1", "0x1.0p-1"]},
+    "same_seed_objects": [["0x1.0p-2"] * 3, ["0x1.0p-2"] * 3],
+    "unseeded_objects": [["0x1.0p-3"] * 3, ["0x1.0p-4"] * 3],
+}
+
+
+def write_runs(
+    folder: Path, change: Callable[[RunRecord], None] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Two seeds × two repeats of identical hand-made records (``change`` edits seed 42 repeat
+    2), and two initializer draws."""
+    paths = []
+    for seed in (812, 42):
+        reference = make_record(seed=seed)
+        for repeat in (1, 2):
+            record = reference if repeat == 1 else repeat_of(reference, repeat)
+            if change and repeat == 2 and seed == 42:
+                change(record)
+            path = folder / f"seed{seed}" / f"repeat{repeat}" / "history.json"
+            write_record(record, path)
+            paths.append(path)
+    draws = []
+    for process in (1, 2):
+        path = folder / f"process{process}.json"
+        path.write_text(json.dumps(DRAW))
+        draws.append(path)
+    return paths, draws

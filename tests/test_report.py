@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from records import make_record, next_float32, repeat_of
+from records import next_float32, write_runs
 
 from keras_repro.compare import Tolerance
+from keras_repro.evidence import Evidence
 from keras_repro.record import read_record, write_record
 from keras_repro.report import ReportPaths, write_report
 from keras_repro.verdict import VerdictError, judge
 
-DRAW = {
-    "seeded": {"GlorotNormal": ["0x1.0p-1", "0x1.0p-1"]},
-    "same_seed_objects": [["0x1.0p-2"] * 3, ["0x1.0p-2"] * 3],
-    "unseeded_objects": [["0x1.0p-3"] * 3, ["0x1.0p-4"] * 3],
-}
-
-
-def write_runs(folder, change=None):
-    paths = []
-    for seed in (812, 42):
-        reference = make_record(seed=seed)
-        for repeat in (1, 2):
-            record = reference if repeat == 1 else repeat_of(reference, repeat)
-            if change and repeat == 2 and seed == 42:
-                change(record)
-            path = folder / f"seed{seed}" / f"repeat{repeat}" / "history.json"
-            write_record(record, path)
-            paths.append(path)
-    draws = []
-    for process in (1, 2):
-        path = folder / f"process{process}.json"
-        path.write_text(json.dumps(DRAW))
-        draws.append(path)
-    return paths, draws
-
 
 def test_identical_runs_give_every_file_and_pass_the_verdict(tmp_path):
     records, draws = write_runs(tmp_path / "runs")
-    summary = write_report(records, draws, ReportPaths.in_folder(tmp_path / "report"))
+    summary = write_report(Evidence(records, draws), ReportPaths.in_folder(tmp_path / "report"))
     assert summary.verdict == "identical" and summary.mode_label == "bit-exact"
     histories = pd.read_csv(tmp_path / "report" / "histories.csv")
     assert list(histories.columns) == ["seed", "repeat", "epoch", "metric", "value", "value_hex"]
@@ -52,7 +30,7 @@ def test_identical_runs_give_every_file_and_pass_the_verdict(tmp_path):
     html = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert (tmp_path / "report" / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    judge(tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
+    judge(Evidence(records, draws), tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
     assert "identical (bit-exact): 4 runs" in (tmp_path / "verdict.txt").read_text()
 
 
@@ -61,7 +39,7 @@ def test_a_mismatch_is_reported_and_judged_as_failure(tmp_path):
         record.history["accuracy"][1] = next_float32(record.history["accuracy"][1])
 
     records, draws = write_runs(tmp_path / "runs", one_ulp)
-    summary = write_report(records, draws, ReportPaths.in_folder(tmp_path / "report"))
+    summary = write_report(Evidence(records, draws), ReportPaths.in_folder(tmp_path / "report"))
     assert summary.verdict == "mismatch"
     assert summary.seeds[812].identical and not summary.seeds[42].identical
     markdown = (tmp_path / "report" / "report.md").read_text()
@@ -69,7 +47,9 @@ def test_a_mismatch_is_reported_and_judged_as_failure(tmp_path):
     assert "seed 42, repeat 2 vs 1, epoch 2: accuracy at epoch 2" in markdown
     assert " ✗" in markdown
     with pytest.raises(VerdictError, match=r"seed 42, repeat 2 vs 1, epoch 2.*1 ULP \(float32\)"):
-        judge(tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
+        judge(
+            Evidence(records, draws), tmp_path / "report" / "summary.json", tmp_path / "verdict.txt"
+        )
     assert not (tmp_path / "verdict.txt").exists()
 
 
@@ -78,14 +58,13 @@ def test_tolerance_mode_is_labelled_everywhere(tmp_path):
         record.history["loss"][0] = next_float32(record.history["loss"][0], 2)
 
     records, draws = write_runs(tmp_path / "runs", small)
-    summary = write_report(
-        records, draws, ReportPaths.in_folder(tmp_path / "report"), Tolerance(atol=1e-6)
-    )
+    evidence = Evidence(records, draws, Tolerance(atol=1e-6))
+    summary = write_report(evidence, ReportPaths.in_folder(tmp_path / "report"))
     assert summary.verdict == "identical" and summary.mode == "tolerance"
     assert (
         "within tolerance (rtol=0, atol=1e-06)" in (tmp_path / "report" / "report.md").read_text()
     )
-    judge(tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
+    judge(evidence, tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
     assert (tmp_path / "verdict.txt").read_text().startswith("identical (within tolerance")
 
 
@@ -97,7 +76,31 @@ def test_seeds_that_do_not_reach_training_fail_the_verdict(tmp_path):
             clone.seed = 42
             clone.repeat = int(path.parent.name.removeprefix("repeat"))
             write_record(clone, path)
-    summary = write_report(records, draws, ReportPaths.in_folder(tmp_path / "report"))
+    summary = write_report(Evidence(records, draws), ReportPaths.in_folder(tmp_path / "report"))
     assert summary.verdict == "mismatch" and not summary.seeds_differ
     with pytest.raises(VerdictError, match="seeds 42 and 812 gave identical histories"):
-        judge(tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
+        judge(
+            Evidence(records, draws), tmp_path / "report" / "summary.json", tmp_path / "verdict.txt"
+        )
+
+
+def test_the_cli_judges_the_evidence_not_an_edited_summary(tmp_path):
+    def one_ulp(record):
+        record.history["loss"][0] = next_float32(record.history["loss"][0])
+
+    records, draws = write_runs(tmp_path / "runs", one_ulp)
+    evidence = ["--records", *map(str, records), "--initializers", *map(str, draws)]
+    report = tmp_path / "report"
+
+    def cli(*args):
+        command = [sys.executable, "-m", "keras_repro.report", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert cli("compare", str(report), *evidence).returncode == 0
+    summary = json.loads((report / "summary.json").read_text())
+    summary["verdict"] = "identical"
+    (report / "summary.json").write_text(json.dumps(summary))
+    judged = cli("judge", str(report / "summary.json"), str(tmp_path / "verdict.txt"), *evidence)
+    assert judged.returncode == 1 and not (tmp_path / "verdict.txt").exists()
+    assert judged.stderr.startswith(f"{report}/summary.json was changed after compare wrote it")
+    assert 'verdict says "identical", the evidence "mismatch"' in judged.stderr

@@ -121,6 +121,7 @@ FILE_RERUNS = [
     ("src/keras_repro/initializers.py", FROM_INITIALIZERS),
     ("src/keras_repro/compare.py", FROM_COMPARE),
     ("src/keras_repro/summary.py", FROM_COMPARE),
+    ("src/keras_repro/evidence.py", FROM_COMPARE),
     ("src/keras_repro/verdict.py", FROM_COMPARE),
     ("src/keras_repro/report.py", FROM_COMPARE),
     ("src/keras_repro/plots.py", FROM_COMPARE),

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
+
 import numpy as np
 import pytest
 from records import VARIABLES, copy_of, make_trace
 
-from keras_repro.trace import compare_traces, read_trace, step_ulps, write_trace
+from keras_repro.trace import (
+    TraceBounds,
+    TraceError,
+    compare_traces,
+    read_trace,
+    step_ulps,
+    write_trace,
+)
 
 
 def test_round_trip_keeps_every_bit(tmp_path):
@@ -68,3 +78,49 @@ def test_step_ulps_counts_float32_steps_across_zero(a, b, ulps):
     other = copy_of(reference)
     reference.step_loss[0], other.step_loss[0] = a, b
     assert int(step_ulps(reference, other)[0]) == ulps
+
+
+def _rewritten(path, **arrays):
+    """``path`` written again with some members replaced (deflated, as a hostile writer may)."""
+    with np.load(path) as old:
+        members = {name: old[name] for name in old.files}
+    members.update(arrays)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in members.items():
+            with archive.open(f"{name}.npy", "w") as handle:
+                np.lib.format.write_array(handle, array, allow_pickle=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("arrays", "reason"),
+    [
+        ({"steps_per_epoch": np.array(0, np.int64)}, "steps_per_epoch is 0, not at least 1"),
+        ({"step_loss": np.zeros(12, np.float64)}, "step_loss: a 1-d float64 array"),
+        ({"weight_digests": np.zeros((5, 2, 32), np.uint8)}, "weight_digests has shape"),
+        ({"checkpoint_steps": np.array([3, 3, 6, 9, 12], np.int64)}, "not increasing steps"),
+        ({"checkpoint_steps": np.array([3, 6, 9, 12, 99], np.int64)}, "within 1..12"),
+        ({"extra": np.zeros(1)}, "not the members of a trace"),
+        ({"variable_names": np.array([b"a"] * 3)}, "variable_names: a 1-d |S1 array"),
+    ],
+)
+def test_a_malformed_trace_is_refused_naming_what_is_wrong(tmp_path, arrays, reason):
+    write_trace(make_trace(), tmp_path / "trace.npz")
+    with pytest.raises(TraceError, match=re.escape(reason)):
+        read_trace(_rewritten(tmp_path / "trace.npz", **arrays))
+
+
+def test_a_trace_longer_than_its_record_allows_is_refused_before_inflating(tmp_path):
+    bounds = TraceBounds.from_settings({"epochs": 1, "steps_per_epoch": 6, "trace_every": 3})
+    assert (bounds.steps, bounds.checkpoints, bounds.steps_per_epoch) == (6, 3, 6)
+    write_trace(make_trace(), tmp_path / "trace.npz")
+    with pytest.raises(TraceError, match="12 steps, more than the 6 its record allows"):
+        read_trace(tmp_path / "trace.npz", bounds)
+    with pytest.raises(TraceError, match="steps_per_epoch is 6, its record says 4"):
+        read_trace(tmp_path / "trace.npz", TraceBounds(steps_per_epoch=4))
+    long = _rewritten(tmp_path / "trace.npz", step_loss=np.zeros(100_000, np.float32))
+    assert long.stat().st_size < 20_000
+    with pytest.raises(
+        TraceError, match="step_loss inflates to 400,128 bytes, more than the 10,024"
+    ):
+        read_trace(long, bounds)

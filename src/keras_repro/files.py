@@ -102,6 +102,22 @@ def path_inside(folder: Path, name: str) -> Path:
     return path
 
 
+def path_below(folder: Path, relative: object) -> Path:
+    """``folder / relative`` for a relative path of plain names ("runs/seed1/history.json"),
+    refused unless it stays inside ``folder`` with no symlink on the way."""
+    if not isinstance(relative, str) or relative.startswith("/"):
+        raise UnsafePath(f"{relative!r} is not a relative path of plain names")
+    path = Path(folder)
+    for part in relative.split("/"):
+        try:
+            path = path / plain_name(part)
+        except UnsafePath as error:
+            raise UnsafePath(f"{relative!r}: {error}") from None
+        if path.is_symlink():
+            raise UnsafePath(f"{relative!r}: {path} is a symlink")
+    return path
+
+
 def _position(handle: IO[Any]) -> int | None:
     try:
         return getattr(handle, "buffer", handle).tell()

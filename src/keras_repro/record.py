@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
-from keras_repro.files import write_json_atomic
-from keras_repro.trace import Trace, read_trace
+from keras_repro.files import UnsafePath, path_inside, write_json_atomic
+from keras_repro.trace import Trace, TraceBounds, read_trace
 
 RECORD_FORMAT = "keras-repro/run-record"
 RECORD_FORMAT_VERSION = 1
+MAX_RECORD_BYTES = 64 * 2**20  # about 500 bytes per epoch: 100,000 epochs fit
 
 
 class RecordError(ReproError, ValueError):
@@ -128,6 +130,14 @@ def read_record(path: Path) -> RunRecord:
     """A run record, refused with a RecordError naming ``path`` when it cannot be trusted."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise RecordError(f"{path}: cannot be read ({error})") from None
+    if size > MAX_RECORD_BYTES:
+        raise RecordError(
+            f"{path}: {size:,} bytes, more than the {MAX_RECORD_BYTES:,} a record may hold"
+        )
+    try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RecordError(f"{path}: not valid JSON ({error})") from None
@@ -161,13 +171,32 @@ class Run:
     trace: Trace | None
 
 
-def read_run(path: Path) -> Run:
-    """A record and its trace, refused when the trace is not the one the run wrote."""
+def read_run(path: Path, *, trace_beside: bool = False) -> Run:
+    """A record and its trace, refused when the trace is not the one the run wrote, or holds
+    more than the record says the run trained (``TraceBounds``). ``trace_beside``: refuse a
+    trace named anywhere but beside the record (a bundle's)."""
     record = read_record(path)
     if record.trace is None:
         return Run(Path(path), record, None)
-    trace_path = Path(path).parent / record.trace["file"]
     try:
+        trace_path = (
+            path_inside(Path(path).parent, record.trace["file"])
+            if trace_beside
+            else Path(path).parent / record.trace["file"]
+        )
+    except UnsafePath as error:
+        raise RecordError(f"{path}: its trace {error}") from None
+    bounds = TraceBounds.from_settings(record.settings)
+    try:
+        status = trace_path.lstat() if trace_beside else trace_path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise RecordError(f"{path}: its trace {trace_path} is not a regular file")
+        size = status.st_size
+        if size > bounds.file_bytes():
+            raise RecordError(
+                f"{path}: its trace {trace_path} is {size:,} bytes, more than the "
+                f"{bounds.file_bytes():,} the run's settings allow"
+            )
         actual = file_sha256(trace_path)
     except OSError as error:
         raise RecordError(f"{path}: its trace {trace_path} cannot be read ({error})") from None
@@ -177,9 +206,9 @@ def read_run(path: Path) -> Run:
             "the run recorded: it was changed after training"
         )
     try:
-        trace = read_trace(trace_path)
+        trace = read_trace(trace_path, bounds)
     except (OSError, ValueError, KeyError) as error:
-        raise RecordError(f"{path}: its trace {trace_path} is not readable ({error})") from None
+        raise RecordError(f"{path}: its trace {trace_path} is refused: {error}") from None
     return Run(Path(path), record, trace)
 
 

@@ -9,6 +9,7 @@ identical, a reproducibility bug (it differs although the environment is the sam
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from typing import Any
 from keras_repro.compare import Tolerance
 from keras_repro.diagnosis import environment_changes
 from keras_repro.errors import ReproError
-from keras_repro.files import staging_dir, write_json_atomic
+from keras_repro.files import UnsafePath, path_below, staging_dir, write_json_atomic
 from keras_repro.pairs import compare_pair
 from keras_repro.record import RecordError, Run, read_run
 from keras_repro.summary import ReferenceResult, ReferenceRun
@@ -26,6 +27,7 @@ from keras_repro.summary import ReferenceResult, ReferenceRun
 REFERENCE_FORMAT = "keras-repro/reference"
 REFERENCE_FORMAT_VERSION = 1
 BUNDLE_INDEX = "reference.json"
+MAX_INDEX_BYTES = 16 * 2**20
 # Settings that must match for runs to be comparable at all.
 COMPARABLE_SETTINGS = ("dataset_sha256", "epochs", "batch_size", "train_examples", "test_examples")
 
@@ -53,7 +55,7 @@ def export_reference(
     try:
         entries = []
         for path in record_paths:
-            run = read_run(path)
+            run = read_run(path, trace_beside=True)
             folder = Path("runs") / f"seed{run.record.seed}" / f"repeat{run.record.repeat}"
             (staging / folder).mkdir(parents=True)
             shutil.copy2(path, staging / folder / "history.json")
@@ -83,26 +85,120 @@ def export_reference(
     return index
 
 
-def load_reference(path: Path) -> Reference:
-    path = Path(path)
+def check_place(bundle: Path, own_results: Path) -> None:
+    """Refuse a bundle that is, holds, or resolves into this workflow's own ``results/`` (where
+    a bundle it exported, ``results/references/NAME``, is fine): its runs would be compared
+    with themselves."""
+    resolved, results = Path(bundle).resolve(), Path(own_results).resolve()
+    if resolved in results.parents:
+        raise ReferenceError(
+            f"reference: {bundle} holds this workflow's own results/ folder, so its runs would "
+            "be compared with themselves; name a bundle exported before"
+        )
+    if resolved == results or results in resolved.parents:
+        inside = resolved.relative_to(results).parts
+        if len(inside) != 2 or inside[0] != "references":
+            raise ReferenceError(
+                f"reference: {bundle} is this workflow's own {resolved.relative_to(results.parent)}"
+                ", not a bundle: its runs would be compared with themselves; name a bundle "
+                "exported before (results/references/NAME, or a copy elsewhere)"
+            )
+
+
+def _first_symlink(folder: Path) -> Path | None:
+    for root, folders, files in os.walk(folder):
+        for name in sorted(folders + files):
+            if os.path.islink(os.path.join(root, name)):
+                return Path(root, name)
+    return None
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    """reference.json, refused (ReferenceError naming it and what is wrong) unless it is a bundle
+    index: the format, and runs as a list of {seed, repeat, record}."""
     try:
-        index = json.loads((path / BUNDLE_INDEX).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ReferenceError(f"reference {path}: no readable {BUNDLE_INDEX} ({error})") from None
-    if (index.get("format"), index.get("format_version")) != (
+        size = path.stat().st_size
+        if size > MAX_INDEX_BYTES:
+            raise ReferenceError(
+                f"reference {path}: {size:,} bytes, more than the {MAX_INDEX_BYTES:,} an index "
+                "may hold"
+            )
+        index = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReferenceError(f"reference {path}: not a readable {BUNDLE_INDEX} ({error})") from None
+    if not isinstance(index, dict) or (index.get("format"), index.get("format_version")) != (
         REFERENCE_FORMAT,
         REFERENCE_FORMAT_VERSION,
     ):
         raise ReferenceError(
-            f"reference {path}: not a {REFERENCE_FORMAT} v{REFERENCE_FORMAT_VERSION} bundle"
+            f"reference {path}: not a {REFERENCE_FORMAT} v{REFERENCE_FORMAT_VERSION} bundle index"
         )
-    runs = []
-    for entry in index["runs"]:
+    for key, kind in (("created", str), ("config", dict), ("dataset", dict)):
+        if key in index and not isinstance(index[key], kind):
+            raise ReferenceError(f"reference {path}: {key} must be a {kind.__name__}")
+    runs = index.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise ReferenceError(
+            f"reference {path}: runs must be a non-empty list of the bundle's runs, got "
+            f"{runs!r:.60}"
+        )
+    for number, entry in enumerate(runs):
+        if not (
+            isinstance(entry, dict)
+            and all(
+                isinstance(entry.get(k), int) and not isinstance(entry.get(k), bool)
+                for k in ("seed", "repeat")
+            )
+            and isinstance(entry.get("record"), str)
+        ):
+            raise ReferenceError(
+                f"reference {path}: runs[{number}] must be {{seed: int, repeat: int, record: "
+                f"path}}, got {entry!r:.80}"
+            )
+    return index
+
+
+def load_reference(path: Path, own_results: Path | None = None) -> Reference:
+    """A bundle, every file of it checked like a run's own (records, traces bounded by their
+    records), refused with one line naming the file and what is wrong. Its entries must be
+    plain names inside it, no symlinks; ``own_results``: this workflow's results/, which a
+    bundle must not be (``check_place``)."""
+    path = Path(path)
+    if own_results is not None:
+        check_place(path, own_results)
+    symlink = _first_symlink(path)
+    if symlink is not None:
+        raise ReferenceError(
+            f"reference {path}: {symlink} is a symlink; a bundle holds its own files only"
+        )
+    index_path = path / BUNDLE_INDEX
+    index = _read_index(index_path)
+    runs: dict[tuple[int, int], Run] = {}
+    for number, entry in enumerate(index["runs"]):
         try:
-            runs.append(read_run(path / entry["record"]))
+            run = read_run(path_below(path, entry["record"]), trace_beside=True)
+        except UnsafePath as error:
+            raise ReferenceError(f"reference {index_path}: runs[{number}].record {error}") from None
         except RecordError as error:
             raise ReferenceError(f"reference {path}: {error}") from None
-    return Reference(path, index.get("created", "?"), index.get("config", {}), runs)
+        key = (entry["seed"], entry["repeat"])
+        if (run.record.seed, run.record.repeat) != key:
+            raise ReferenceError(
+                f"reference {run.path}: holds seed {run.record.seed} repeat {run.record.repeat}, "
+                f"{BUNDLE_INDEX} says seed {key[0]} repeat {key[1]}"
+            )
+        if key in runs:
+            raise ReferenceError(
+                f"reference {index_path}: seed {key[0]} repeat {key[1]} is listed twice"
+            )
+        runs[key] = run
+    return Reference(path, index.get("created", "?"), index.get("config", {}), list(runs.values()))
+
+
+def refused_reference(path: Path, error: ReferenceError, drift: str) -> ReferenceResult:
+    """A bundle that could not be read: nothing is compared with it, and the verdict is
+    refused."""
+    return ReferenceResult(str(path), "?", drift, [], [], refused=str(error))
 
 
 def _not_comparable(reference: Run, current: Run) -> list[str]:

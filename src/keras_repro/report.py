@@ -13,11 +13,11 @@ from pathlib import Path
 from keras_repro.compare import Tolerance
 from keras_repro.config import defaults
 from keras_repro.errors import ReproError
+from keras_repro.evidence import Evidence, compare_evidence
 from keras_repro.files import atomic_write
 from keras_repro.logs import configure_logging
 from keras_repro.plots import step_divergence_png, training_curves_png
 from keras_repro.render import render
-from keras_repro.summarize import compare_all
 from keras_repro.summary import Comparison
 from keras_repro.summary_json import write_summary
 from keras_repro.tables import tidy_histories
@@ -41,26 +41,10 @@ class ReportPaths:
         return cls(*(folder / name for name in names), folder / "steps.png")
 
 
-def write_report(
-    record_paths: list[Path],
-    initializer_paths: list[Path],
-    outputs: ReportPaths,
-    tolerance: Tolerance | None = None,
-    *,
-    controls: dict[str, list[Path]] | None = None,
-    reference: Path | None = None,
-    reference_drift: str = "report",
-) -> Comparison:
+def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
     """Compare every run (and the control arm, and the reference when given) and write each
     report file; summary.json is written last."""
-    comparison, runs = compare_all(
-        record_paths,
-        initializer_paths,
-        tolerance,
-        controls=controls,
-        reference=reference,
-        reference_drift=reference_drift,
-    )
+    comparison, runs = compare_evidence(evidence)
     with atomic_write(outputs.histories) as handle:
         tidy_histories([run.record for run in runs]).to_csv(handle, index=False)
     figures = {
@@ -85,53 +69,66 @@ def write_report(
     return comparison
 
 
-def main(argv: list[str] | None = None) -> None:
+def _evidence_options() -> argparse.ArgumentParser:
+    """What compare and judge both read: the same evidence."""
     comparison_defaults = defaults()["comparison"]
-    parser = argparse.ArgumentParser(description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare", help=write_report.__doc__)
-    compare.add_argument("output_dir", type=Path, help="folder for the report files")
-    compare.add_argument("--records", type=Path, nargs="+", required=True)
-    compare.add_argument("--initializers", type=Path, nargs="+", required=True)
-    compare.add_argument("--unseeded", type=Path, nargs="*", help="the control arm's records")
-    compare.add_argument("--nondeterministic", type=Path, nargs="*")
-    compare.add_argument("--reference", type=Path, help="a bundle from export_reference")
-    compare.add_argument(
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--records", type=Path, nargs="+", required=True)
+    options.add_argument("--initializers", type=Path, nargs="+", required=True)
+    options.add_argument("--unseeded", type=Path, nargs="*", help="the control arm's records")
+    options.add_argument("--nondeterministic", type=Path, nargs="*")
+    options.add_argument("--reference", type=Path, help="a bundle from export_reference")
+    options.add_argument(
         "--reference-drift", choices=("report", "fail"), default=defaults()["reference_drift"]
     )
-    compare.add_argument(
+    options.add_argument(
+        "--results",
+        type=Path,
+        help="the workflow's results/ folder, which the reference must not be",
+    )
+    options.add_argument(
         "--mode", choices=("exact", "tolerance"), default=comparison_defaults["mode"]
     )
-    compare.add_argument("--rtol", type=float, default=comparison_defaults["rtol"])
-    compare.add_argument("--atol", type=float, default=comparison_defaults["atol"])
-    verdict = commands.add_parser("judge", help=judge.__doc__)
-    verdict.add_argument("summary", type=Path)
-    verdict.add_argument("verdict", type=Path)
+    options.add_argument("--rtol", type=float, default=comparison_defaults["rtol"])
+    options.add_argument("--atol", type=float, default=comparison_defaults["atol"])
+    return options
+
+
+def _evidence(args: argparse.Namespace) -> Evidence:
+    controls = None
+    if args.unseeded is not None or args.nondeterministic is not None:
+        controls = {
+            "unseeded": args.unseeded or [],
+            "nondeterministic": args.nondeterministic or [],
+        }
+    return Evidence(
+        args.records,
+        args.initializers,
+        Tolerance.from_config({"mode": args.mode, "rtol": args.rtol, "atol": args.atol}),
+        controls,
+        args.reference,
+        args.reference_drift,
+        args.results,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    evidence = _evidence_options()
+    compare = commands.add_parser("compare", parents=[evidence], help=write_report.__doc__)
+    compare.add_argument("output_dir", type=Path, help="folder for the report files")
+    verdict = commands.add_parser("judge", parents=[evidence], help=judge.__doc__)
+    verdict.add_argument("summary", type=Path, help="the summary.json compare wrote")
+    verdict.add_argument("verdict", type=Path, help="the verdict file to write")
     args = parser.parse_args(argv)
     configure_logging()
     try:
         if args.command == "compare":
-            tolerance = Tolerance.from_config(
-                {"mode": args.mode, "rtol": args.rtol, "atol": args.atol}
-            )
-            controls = None
-            if args.unseeded is not None or args.nondeterministic is not None:
-                controls = {
-                    "unseeded": args.unseeded or [],
-                    "nondeterministic": args.nondeterministic or [],
-                }
-            comparison = write_report(
-                args.records,
-                args.initializers,
-                ReportPaths.in_folder(args.output_dir),
-                tolerance,
-                controls=controls,
-                reference=args.reference,
-                reference_drift=args.reference_drift,
-            )
+            comparison = write_report(_evidence(args), ReportPaths.in_folder(args.output_dir))
             print(f"verdict: {comparison.verdict} ({comparison.mode_label})")
         else:
-            judge(args.summary, args.verdict)
+            judge(_evidence(args), args.summary, args.verdict)
     except ReproError as error:
         parser.exit(1, f"{error}\n")
 

@@ -4,10 +4,8 @@ saved reference; any refused record makes the verdict "refused"."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from keras_repro.compare import (
@@ -22,8 +20,7 @@ from keras_repro.diagnosis import fingerprint_backends, flatten
 from keras_repro.fingerprint import can_change_results
 from keras_repro.initializer_checks import check_initializers
 from keras_repro.pairs import compare_pair
-from keras_repro.record import RefusedRecord, Run, RunRecord, read_runs
-from keras_repro.reference import compare_with_reference, load_reference
+from keras_repro.record import RefusedRecord, Run, RunRecord
 from keras_repro.summary import (
     Comparison,
     ControlGroup,
@@ -215,14 +212,18 @@ def summarize(
         for run in control_runs
     ]
     return Comparison(
-        verdict="refused" if refused else "mismatch" if divergences or failures else "identical",
+        verdict="refused"
+        if refused or (reference is not None and reference.refused)
+        else "mismatch"
+        if divergences or failures
+        else "identical",
         mode="exact" if tolerance is None else "tolerance",
         mode_label=describe_mode(tolerance),
         tolerance=tolerance,
         runs=len(records),
         run_labels=labels,
         seeds=seeds,
-        seeds_differ=not seed_divergences,
+        seeds_differ=not seed_divergences if len(by_seed) > 1 else None,
         initializers=InitializerResult(
             processes=len(initializer_draws),
             global_seed=initializer_draws[0].get("global_seed") if initializer_draws else None,
@@ -236,32 +237,3 @@ def summarize(
         times=times,
         failures=failures,
     )
-
-
-def compare_all(
-    record_paths: list[Path],
-    initializer_paths: list[Path],
-    tolerance: Tolerance | None = None,
-    *,
-    controls: dict[str, list[Path]] | None = None,
-    reference: Path | None = None,
-    reference_drift: str = "report",
-) -> tuple[Comparison, list[Run]]:
-    """Read every record (the control arm's by arm, None when it is off), the initializer
-    draws and the reference bundle, and compare them all; returns the comparison and the
-    trusted seeded runs."""
-    runs, refused = read_runs(record_paths)
-    control_runs = None
-    if controls is not None:
-        control_runs = {}
-        for arm, paths in controls.items():
-            control_runs[arm], refused_here = read_runs(paths)
-            refused += refused_here
-    draws = [json.loads(Path(path).read_text()) for path in initializer_paths]
-    compared = None
-    if reference is not None:
-        compared = compare_with_reference(
-            load_reference(reference), runs, tolerance, reference_drift
-        )
-    comparison = summarize(runs, draws, tolerance, refused, control_runs, compared)
-    return comparison, runs

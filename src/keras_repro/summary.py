@@ -137,8 +137,11 @@ class ReferenceResult:
     drift: str  # what drift does to the verdict: report or fail
     not_comparable: list[str]  # why the reference cannot be compared with these runs
     runs: list[ReferenceRun]
+    refused: str | None = None  # why the bundle could not be read: the verdict is refused
 
     def failures(self) -> list[str]:
+        if self.refused:
+            return []
         if self.not_comparable:
             return [f"reference {self.path} is not comparable: " + "; ".join(self.not_comparable)]
         return [
@@ -170,7 +173,7 @@ class Comparison:
     runs: int
     run_labels: list[str]
     seeds: dict[int, SeedResult]
-    seeds_differ: bool
+    seeds_differ: bool | None  # None: one seed, so seeds were not compared with each other
     initializers: InitializerResult
     fingerprints: list[FingerprintRow]
     divergences: list[Divergence] = field(default_factory=list)

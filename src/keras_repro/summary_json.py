@@ -60,7 +60,11 @@ def _typed(kind: Any, data: Any) -> Any:
         return {key(k): _typed(inner, v) for k, v in data.items()}
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
-        return kind(
-            **{f.name: _typed(hints[f.name], data[f.name]) for f in dataclasses.fields(kind)}
+        return kind(  # a field missing from an older summary takes its default
+            **{
+                f.name: _typed(hints[f.name], data[f.name])
+                for f in dataclasses.fields(kind)
+                if f.name in data
+            }
         )
     return data

@@ -1,18 +1,22 @@
 """Judge a comparison: the verdict file when every run agrees, a one-screen failure otherwise.
 
 Kept apart from writing the report, so that a mismatch can fail the workflow while the report
-that explains it stays on disk.
+that explains it stays on disk. The verdict is judged from the evidence (``evidence.py``), never
+from summary.json alone: a summary that disagrees with the evidence is refused.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from keras_repro.compare import Divergence
 from keras_repro.errors import ReproError
+from keras_repro.evidence import Evidence, compare_evidence
 from keras_repro.files import atomic_write
 from keras_repro.summary import Comparison
-from keras_repro.summary_json import read_summary
+from keras_repro.summary_json import summary_to_json
 
 
 class VerdictError(ReproError):
@@ -43,12 +47,13 @@ def _plural(count: int, noun: str) -> str:
 
 
 def headline(comparison: Comparison) -> str:
-    if comparison.refused:
+    if comparison.verdict == "refused":
         count = len(comparison.refused)
-        return (
-            f"REFUSED: {count} run record{' was' if count == 1 else 's were'} refused, so "
-            "no verdict can be given"
-        )
+        refused = [f"{count} run record{'' if count == 1 else 's'}"] if count else []
+        if comparison.reference is not None and comparison.reference.refused:
+            refused.append("the reference bundle")
+        verb = "was" if len(refused) == 1 and count <= 1 else "were"
+        return f"REFUSED: {' and '.join(refused)} {verb} refused, so no verdict can be given"
     if comparison.identical:
         return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree"
     found = [_plural(len(comparison.divergences), "divergence")] if comparison.divergences else []
@@ -63,15 +68,61 @@ def problems(comparison: Comparison) -> list[str]:
     )
 
 
-def judge(summary_path: Path, verdict_path: Path) -> None:
-    """Write ``verdict_path`` if the summary says identical; raise VerdictError otherwise."""
-    comparison = read_summary(summary_path)
+def _first_difference(written: Any, derived: Any, where: str = "") -> str | None:
+    """Where two JSON values first differ, as a dotted path and both values."""
+    if isinstance(written, dict) and isinstance(derived, dict):
+        for key in sorted(set(written) | set(derived)):
+            inner = f"{where}.{key}" if where else str(key)
+            if key not in written or key not in derived:
+                return f"{inner} is {'missing' if key not in written else 'added'}"
+            found = _first_difference(written[key], derived[key], inner)
+            if found:
+                return found
+        return None
+    if isinstance(written, list) and isinstance(derived, list) and len(written) == len(derived):
+        for index, (a, b) in enumerate(zip(written, derived, strict=True)):
+            found = _first_difference(a, b, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    if written != derived:
+        return f"{where} says {json.dumps(written)[:80]}, the evidence {json.dumps(derived)[:80]}"
+    return None
+
+
+def _check_summary(summary_path: Path, comparison: Comparison) -> None:
+    """Refuse a summary.json that is not what ``comparison`` serialises to."""
+    derived = json.loads(json.dumps(summary_to_json(comparison), allow_nan=False))
+    try:
+        written = json.loads(Path(summary_path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise VerdictError(f"{summary_path} cannot be read ({error})") from None
+    difference = _first_difference(written, derived)
+    if difference:
+        raise VerdictError(
+            f"{summary_path} was changed after compare wrote it ({difference}); "
+            f"delete {Path(summary_path).parent}/ and run again"
+        )
+
+
+def judge(evidence: Evidence, summary_path: Path, verdict_path: Path) -> None:
+    """Compare the evidence again, refuse a summary.json that says otherwise, and write
+    ``verdict_path`` if every run agrees; raise VerdictError otherwise."""
+    comparison, _ = compare_evidence(evidence)
+    _check_summary(summary_path, comparison)
     kept = f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
-    if comparison.refused:
+    if comparison.verdict == "refused":
+        lines = [r.reason for r in comparison.refused]
+        if comparison.reference is not None and comparison.reference.refused:
+            lines.append(comparison.reference.refused)
         raise VerdictError(
             f"{headline(comparison)}:\n"
-            + "\n".join(f"  - {r.reason}" for r in comparison.refused)
-            + "\nDelete each refused file and run the workflow again to retrain it."
+            + "\n".join(f"  - {line}" for line in lines)
+            + (
+                "\nDelete each refused record and run the workflow again to retrain it."
+                if comparison.refused
+                else ""
+            )
             + kept
         )
     if not comparison.identical:

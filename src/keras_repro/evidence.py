@@ -1,0 +1,60 @@
+"""What a comparison is judged from, and the comparison derived from it in one place.
+
+The evidence is what the workflow wrote and can verify: the run records with their traces
+(sha256 in the record), the initializer draws, the control arm's records and a reference bundle.
+``compare`` derives the report from it, and ``judge`` derives the comparison again before it
+writes a verdict, so that a verdict never rests on a derived file (summary.json) alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from keras_repro.compare import Tolerance
+from keras_repro.record import Run, read_runs
+from keras_repro.reference import (
+    ReferenceError,
+    compare_with_reference,
+    load_reference,
+    refused_reference,
+)
+from keras_repro.summarize import summarize
+from keras_repro.summary import Comparison
+
+
+@dataclass(frozen=True)
+class Evidence:
+    records: list[Path]
+    initializers: list[Path]
+    tolerance: Tolerance | None = None
+    controls: dict[str, list[Path]] | None = None  # the control arm's records by arm; None: off
+    reference: Path | None = None
+    reference_drift: str = "report"
+    own_results: Path | None = None  # this workflow's results/, which a bundle must not be
+
+
+def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
+    """The comparison of every run (and of the control arm and the reference), and the seeded
+    runs it compared. A bundle that cannot be read makes the verdict refused."""
+    runs, refused = read_runs(evidence.records)
+    control_runs = None
+    if evidence.controls is not None:
+        control_runs = {}
+        for arm, paths in evidence.controls.items():
+            control_runs[arm], refused_here = read_runs(paths)
+            refused += refused_here
+    draws = [json.loads(Path(path).read_text()) for path in evidence.initializers]
+    compared = None
+    if evidence.reference is not None:
+        try:
+            reference = load_reference(evidence.reference, evidence.own_results)
+        except ReferenceError as error:
+            compared = refused_reference(evidence.reference, error, evidence.reference_drift)
+        else:
+            compared = compare_with_reference(
+                reference, runs, evidence.tolerance, evidence.reference_drift
+            )
+    comparison = summarize(runs, draws, evidence.tolerance, refused, control_runs, compared)
+    return comparison, runs
