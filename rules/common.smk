@@ -111,8 +111,8 @@ def control_files(arm, name):
 
 
 def training_params(arm):
-    """What every training rule passes its script (each a rerun trigger, but the operational):
-    the config's run settings (the schema's keys marked x-run-setting) as one value."""
+    """What every training job passes its script, each a rerun trigger but the operational;
+    the config's run settings (the schema's keys marked x-run-setting) are one value."""
     return dict(
         arm=arm,
         op_determinism=arm != "nondeterministic",
