@@ -8,6 +8,7 @@ rule compare:
         control_traces=control_files("unseeded", "trace.npz")
         + control_files("nondeterministic", "trace.npz"),
         reference=reference_files(),
+        manifest=dataset_manifest(),
     output:
         summary="results/report/summary.json",
         markdown="results/report/report.md",
@@ -31,6 +32,7 @@ rule compare:
             caption="../report/steps.rst",
             category="Where runs part",
         ),
+        front_page=FRONT_PAGE,
     log:
         "results/logs/compare.log",
     conda:

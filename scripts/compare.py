@@ -16,6 +16,7 @@ write_report(
         histories=outputs.histories,
         curves=outputs.curves,
         steps=outputs.steps,
+        front_page=outputs.front_page,
     ),
     Tolerance.from_config(params.comparison),
     controls={"unseeded": inputs.unseeded, "nondeterministic": inputs.nondeterministic}
@@ -23,4 +24,5 @@ write_report(
     else None,
     reference=params.reference,
     reference_drift=params.reference_drift,
+    manifest=inputs.manifest,
 )

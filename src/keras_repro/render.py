@@ -7,6 +7,7 @@ from typing import Any
 
 import jinja2
 
+from keras_repro.coverage import folded_fingerprint
 from keras_repro.summary import Comparison, DigestCell
 from keras_repro.verdict import describe_divergence, headline, problems
 
@@ -45,6 +46,7 @@ TEMPLATES.filters.update(
     format_repeat="repeat {}".format,
     hexfloat=lambda text: repr(float.fromhex(text)),
 )
+TEMPLATES.tests["folded"] = folded_fingerprint
 
 
 def render(template: str, comparison: Comparison, **context: Any) -> str:

@@ -15,6 +15,7 @@ from keras_repro.compare import Tolerance
 from keras_repro.config import defaults
 from keras_repro.errors import ReproError
 from keras_repro.files import atomic_write, write_json_atomic
+from keras_repro.front_page import front_page_rst
 from keras_repro.logs import configure_logging
 from keras_repro.plots import step_divergence_png, training_curves_png
 from keras_repro.record import read_runs
@@ -33,13 +34,16 @@ class ReportPaths:
     histories: Path
     curves: Path
     steps: Path
+    front_page: Path | None = None  # the front page of Snakemake's report (reStructuredText)
 
     @classmethod
     def in_folder(cls, folder: Path) -> ReportPaths:
         """The workflow's file names, in one folder (for the CLI)."""
         folder = Path(folder)
         names = ("summary.json", "report.md", "report.html", "histories.csv", "curves.png")
-        return cls(*(folder / name for name in names), folder / "steps.png")
+        return cls(
+            *(folder / name for name in names), folder / "steps.png", folder / "front_page.rst"
+        )
 
 
 def write_report(
@@ -51,9 +55,11 @@ def write_report(
     controls: dict[str, list[Path]] | None = None,
     reference: Path | None = None,
     reference_drift: str = "report",
+    manifest: Path | None = None,
 ) -> Comparison:
     """Compare every run (and the control arm, and the reference when given) and write each
-    report file; summary.json is written last."""
+    report file; summary.json is written last. ``manifest``: the dataset's, for what was
+    trained."""
     runs, refused = read_runs(record_paths)
     control_runs = None
     if controls is not None:
@@ -67,11 +73,19 @@ def write_report(
         compared = compare_with_reference(
             load_reference(reference), runs, tolerance, reference_drift
         )
-    comparison = summarize(runs, draws, tolerance, refused, control_runs, compared)
+    comparison = summarize(
+        runs,
+        draws,
+        tolerance,
+        refused,
+        control_runs,
+        compared,
+        manifest=json.loads(Path(manifest).read_text()) if manifest is not None else None,
+    )
     with atomic_write(outputs.histories) as handle:
         tidy_histories([run.record for run in runs]).to_csv(handle, index=False)
     figures = {
-        "curves": training_curves_png([run.record for run in runs]),
+        "curves": training_curves_png(runs),
         "steps": step_divergence_png(runs),
     }
     for name, png in figures.items():
@@ -88,6 +102,9 @@ def write_report(
     images = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     with atomic_write(outputs.html) as handle:
         handle.write(render("report.html.j2", comparison, images=images))
+    if outputs.front_page is not None:
+        with atomic_write(outputs.front_page) as handle:
+            handle.write(front_page_rst(comparison))
     write_json_atomic(comparison.to_json(), outputs.summary)
     return comparison
 
@@ -102,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     compare.add_argument("--initializers", type=Path, nargs="+", required=True)
     compare.add_argument("--unseeded", type=Path, nargs="*", help="the control arm's records")
     compare.add_argument("--nondeterministic", type=Path, nargs="*")
+    compare.add_argument("--manifest", type=Path, help="the dataset's manifest.json")
     compare.add_argument("--reference", type=Path, help="a bundle from export_reference")
     compare.add_argument(
         "--reference-drift", choices=("report", "fail"), default=defaults()["reference_drift"]
@@ -135,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
                 controls=controls,
                 reference=args.reference,
                 reference_drift=args.reference_drift,
+                manifest=args.manifest,
             )
             print(f"verdict: {comparison.verdict} ({comparison.mode_label})")
         else:

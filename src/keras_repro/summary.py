@@ -27,6 +27,7 @@ from keras_repro.compare import (
     first_divergence,
     ulp_distance,
 )
+from keras_repro.coverage import Coverage, describe_coverage
 from keras_repro.diagnosis import (
     FieldChange,
     can_change_results,
@@ -203,6 +204,7 @@ class Comparison:
     reference: ReferenceResult | None = None
     times: list[RunTime] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
+    coverage: Coverage | None = None  # what was trained (summaries written before: None)
 
     @property
     def identical(self) -> bool:
@@ -431,13 +433,16 @@ def summarize(
     refused: list[RefusedRecord] | None = None,
     controls: dict[str, list[Run]] | None = None,
     reference: ReferenceResult | None = None,
+    manifest: dict[str, Any] | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
     None when it is off) and the saved reference. Any refused record makes the verdict
-    "refused"."""
+    "refused". ``runs`` come in the order configured; ``manifest`` is the dataset's, for what
+    was trained."""
     refused = list(refused or [])
-    runs = sorted(runs, key=lambda r: (r.record.seed, r.record.repeat))
+    coverage = describe_coverage(runs, manifest)
+    runs = sorted(runs, key=lambda r: (coverage.seeds.index(r.record.seed), r.record.repeat))
     records = [run.record for run in runs]
     by_seed: dict[int, list[Run]] = defaultdict(list)
     for run in runs:
@@ -455,7 +460,10 @@ def summarize(
     control_runs = [run for group in (controls or {}).values() for run in group]
     times = [_run_time(run, label) for run, label in zip(runs, labels, strict=True)]
     times += [
-        _run_time(run, f"{run.record.settings.get('arm')} seed {run.record.seed}")
+        _run_time(
+            run,
+            f"{run.record.settings.get('arm')} seed {run.record.seed} repeat {run.record.repeat}",
+        )
         for run in control_runs
     ]
     return Comparison(
@@ -479,4 +487,5 @@ def summarize(
         reference=reference,
         times=times,
         failures=failures,
+        coverage=coverage,
     )
