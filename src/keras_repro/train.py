@@ -14,6 +14,7 @@ a fresh process (the CLI and the workflow do), with PYTHONHASHSEED set before Py
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import sys
@@ -31,6 +32,7 @@ from keras_repro.digest import arrays_sha256, file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
 from keras_repro.logs import configure_logging
+from keras_repro.progress_callback import Progress
 from keras_repro.record import RunRecord, write_record
 from keras_repro.settings import RunSettings, add_arguments, from_arguments
 from keras_repro.trace import Trace, write_trace
@@ -247,6 +249,7 @@ class WeightTrace(keras.callbacks.Callback):
         value = keras.ops.convert_to_numpy(variable).copy()
         value.flat[0] = np.nextafter(value.flat[0], np.inf, dtype=value.dtype)
         variable.assign(value)
+        self.perturb_variable = name  # recorded: the variable actually nudged
         log.warning("deliberately nudged %s by one ULP after step %d", name, self.steps)
 
     def trace(self, step_losses: np.ndarray) -> Trace:
@@ -302,7 +305,7 @@ def train_and_record(
         train_data,
         epochs=settings.epochs,
         validation_data=test_data,
-        callbacks=[watcher, weight_trace],
+        callbacks=[watcher, weight_trace, Progress(settings)],
         verbose=verbose,
     )
     evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
@@ -327,9 +330,11 @@ def train_and_record(
         timings={
             "epoch_seconds": watcher.epoch_seconds,
             "total_seconds": time.perf_counter() - started,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
         settings={
             **settings.to_json(),
+            "perturb_variable": weight_trace.perturb_variable,
             "dataset": str(dataset_path),
             "dataset_sha256": dataset_sha256,
             "train_examples": len(arrays["train_images"]),
