@@ -63,6 +63,11 @@ MAX_REDIRECTS = 5
 MARKER_NAME = ".keras-repro-download.json"
 
 
+# The dataset with a source on disk once a Debian package is installed (the README's offline
+# route).
+OFFLINE_DATASET = "fashion_mnist"
+
+
 class DownloadError(ReproError):
     """Every source failed, or the output folder is not ours to replace."""
 
@@ -257,6 +262,10 @@ def _fetch_url(url: str, out: NewFile, deadline: Deadline, limit: int) -> str:
         reason = getattr(error, "reason", error)
         if urllib.parse.urlparse(url).scheme == "file":
             raise SourceFailed(f"cannot read: {reason}") from None
+        # A name that does not resolve will not resolve on a retry (EAI_AGAIN might).
+        if isinstance(reason, socket.gaierror) and reason.errno != socket.EAI_AGAIN:
+            host = urllib.parse.urlparse(url).hostname
+            raise SourceFailed(f"host name {host!r} does not resolve ({reason.strerror})") from None
         raise TransientFailure(f"{type(error).__name__}: {reason}") from None
     if total is not None and out.written != total:
         raise TransientFailure(f"truncated body: {out.written} of {total} bytes")
@@ -472,7 +481,18 @@ def download_dataset(
         + "\n".join(failures)
         + f"\nTo use a copy you already have, add it as the first entry of "
         f"datasets.{dataset}.sources in config.yaml (a local folder or file:// URL as "
-        "'location', with 'format' and 'files' as in the other entries)."
+        "'location', with 'format' and 'files' as in the other entries)." + _offline_hint(dataset)
+    )
+
+
+def _offline_hint(dataset: str) -> str:
+    """The README's offline route: real data from a Debian package."""
+    install = "apt-get install dataset-fashion-mnist"
+    if dataset == OFFLINE_DATASET:
+        return f"\nOffline, {install} puts Fashion-MNIST where the debian source looks."
+    return (
+        f"\nOffline? Train on Fashion-MNIST from Debian instead: {install}, then "
+        f"snakemake --cores all --config dataset={OFFLINE_DATASET}"
     )
 
 
