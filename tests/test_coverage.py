@@ -48,9 +48,7 @@ def write_runs(folder, hostname="node-1", perturb=None):
 
 def snakemake_front_page(rst: str) -> str:
     """The front page as `snakemake --report` renders a workflow caption."""
-    return publish_parts(jinja2.Environment().from_string(rst).render(), writer="html")[
-        "html_body"
-    ]
+    return publish_parts(jinja2.Environment().from_string(rst).render(), writer="html")["html_body"]
 
 
 def test_the_report_opens_with_what_was_trained(tmp_path):

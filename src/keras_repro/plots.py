@@ -47,6 +47,9 @@ def _plot_step_loss(axis: plt.Axes, seed: int, runs: list[Run]) -> None:
         if len(loss) > 20:  # the raw steps behind the smoothed line
             axis.plot(steps, loss, color=line.get_color(), alpha=0.15, linewidth=0.8)
         ends = run.trace.steps_per_epoch * np.arange(1, len(epoch_loss) + 1)
+        if index == 0:
+            for end in ends[:-1]:
+                axis.axvline(end + 0.5, color="grey", linestyle=":", linewidth=0.8)
         axis.plot(
             ends,
             epoch_loss,
@@ -56,6 +59,7 @@ def _plot_step_loss(axis: plt.Axes, seed: int, runs: list[Run]) -> None:
             color=line.get_color(),
         )
     axis.set_title(f"seed {seed}: training loss per step (o: epoch mean)")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("training step")
 
 
@@ -114,17 +118,21 @@ def step_divergence_png(runs: list[Run]) -> bytes:
         if run.trace is not None:
             by_seed.setdefault(run.record.seed, []).append(run)
     seeds = list(by_seed)[:PLOTTED_SEEDS] or [None]
+    # Per seed: room for the title, the loss, and the variable counts right under it.
     figure, axes = plt.subplots(
-        2 * len(seeds),
+        3 * len(seeds),
         1,
-        figsize=(12, 3.6 * len(seeds)),
+        figsize=(12, 4.2 * len(seeds)),
         squeeze=False,
-        gridspec_kw={"height_ratios": [3, 1.4] * len(seeds)},
+        gridspec_kw={"height_ratios": [1.1, 3, 1.3] * len(seeds), "hspace": 0.08},
     )
+    # margins in inches: the last x label below, nothing above the first title's room
+    figure.subplots_adjust(left=0.07, right=0.98, top=1.0, bottom=0.55 / (4.2 * len(seeds)))
     if len(by_seed) > len(seeds):
         figure.suptitle(f"The first {len(seeds)} of {len(by_seed)} seeds")
     for index, seed in enumerate(seeds):
-        loss_axis, counts_axis = axes[2 * index, 0], axes[2 * index + 1, 0]
+        axes[3 * index, 0].set_axis_off()
+        loss_axis, counts_axis = axes[3 * index + 1, 0], axes[3 * index + 2, 0]
         group = by_seed.get(seed, [])
         if len(group) < 2:
             loss_axis.text(
@@ -134,7 +142,6 @@ def step_divergence_png(runs: list[Run]) -> bytes:
             counts_axis.set_axis_off()
             continue
         _plot_seed(loss_axis, counts_axis, seed, group)
-    figure.tight_layout()
     return _png(figure)
 
 
@@ -154,6 +161,7 @@ def _parting(comparison: TraceComparison) -> str:
 
 
 def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: list[Run]) -> None:
+    counts_axis.sharex(loss_axis)
     reference, highest = group[0], 1
     trace = reference.trace
     total = len(trace.step_loss)
@@ -194,7 +202,8 @@ def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: lis
         f"seed {seed}: each repeat against repeat {reference.record.repeat}, step by step "
         "(dotted: epoch ends; solid: the loss parts; dashed: the weights part)"
     )
-    loss_axis.legend(fontsize="small", loc="upper left", framealpha=0.9)
+    loss_axis.legend(fontsize="small", loc="best", framealpha=0.9)
+    loss_axis.tick_params(labelbottom=False)  # the panel below has the same steps
     counts_axis.set_ylim(-0.3, len(trace.variable_names) + 0.5)
     counts_axis.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     counts_axis.set_ylabel("variables\ndiffering")
