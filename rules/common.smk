@@ -62,7 +62,8 @@ def announce_verdict():
 
 def front_page():
     """The front page of `snakemake --report`: the one the compare rule wrote from the runs'
-    records; before any comparison, one that says so (never one built from the config)."""
+    records; before any comparison, one that says so (never one built from the config).
+    """
     if Path(FRONT_PAGE).is_file():
         return str(Path(FRONT_PAGE).resolve())
     return "report/workflow.rst"
