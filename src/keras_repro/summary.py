@@ -256,9 +256,9 @@ def _typed(kind: Any, data: Any) -> Any:
         return {key(k): _typed(inner, v) for k, v in data.items()}
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
-        return kind(
-            **{f.name: _typed(hints[f.name], data[f.name]) for f in dataclasses.fields(kind)}
-        )
+        # a field added since (with a default) is absent from what was written before
+        fields = [f for f in dataclasses.fields(kind) if f.name in data]
+        return kind(**{f.name: _typed(hints[f.name], data[f.name]) for f in fields})
     return data
 
 
