@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import jinja2
+import pytest
 from docutils.core import publish_parts
 from records import make_record, repeat_of
 from test_report import DRAW
@@ -13,6 +14,7 @@ from test_report import DRAW
 from keras_repro.record import write_record
 from keras_repro.report import ReportPaths, write_report
 from keras_repro.summary import read_summary
+from keras_repro.verdict import VerdictError, judge
 
 PAYLOAD = "<script>alert(1)</script> {{ 7 * 7 }} `x`_ name_ *bold*"
 
@@ -107,3 +109,12 @@ def test_a_planted_nudge_is_said_as_planted_with_its_variable(tmp_path):
     )
     front = snakemake_front_page(paths.front_page.read_text())
     assert "Planted: a deliberate one-ULP nudge in seed 812 repeat 2 after step 3" in front
+
+
+def test_a_planted_nudge_that_changed_nothing_fails_the_verdict(tmp_path):
+    records, draws, manifest = write_runs(tmp_path / "runs", perturb=(812, 2))
+    paths = ReportPaths.in_folder(tmp_path / "report")
+    assert write_report(records, draws, paths, manifest=manifest).identical
+    with pytest.raises(VerdictError, match="yet every run came out identical: the check missed"):
+        judge(paths.summary, tmp_path / "verdict.txt")
+    assert not (tmp_path / "verdict.txt").exists()
