@@ -6,9 +6,6 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-report: "report/workflow.rst"
-
-
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     seed=r"\d+",
@@ -24,8 +21,16 @@ include: "rules/report.smk"
 include: "rules/reference.smk"
 
 
+# Written from the runs' records by the compare rule (report/workflow.rst before any).
+report: front_page()
+
+
 onstart:
     forget_verdict()
+
+
+onsuccess:
+    announce_verdict()
 
 
 # Every result is a target, so that a deleted one is made again rather than trusted.

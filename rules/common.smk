@@ -44,14 +44,33 @@ if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
 
 
 VERDICT = "results/report/verdict.txt"
+FRONT_PAGE = "results/report/front_page.rst"
 
 
 def forget_verdict():
-    """A verdict must not outlive the runs it judged: when it is to be judged again, the old one
-    goes before any job starts, so that a job failing on the way leaves no verdict behind.
+    """A verdict must not outlive the runs it judged, nor a report the runs it compared: when
+    they are to be made again, the old ones go before any job starts (the report files with
+    the verdict), so that a job failing on the way leaves nothing on disk that disagrees.
     """
-    if any(job.rule.name == "verdict" for job in workflow.dag.needrun_jobs()):
-        Path(VERDICT).unlink(missing_ok=True)
+    for job in workflow.dag.needrun_jobs():
+        if job.rule.name in ("compare", "verdict"):
+            for path in job.output:
+                Path(path).unlink(missing_ok=True)
+
+
+def announce_verdict():
+    """A successful run ends with its verdict on the console, as a failing one does."""
+    if Path(VERDICT).is_file():
+        logger.info(Path(VERDICT).read_text().strip())
+
+
+def front_page():
+    """The front page of `snakemake --report`: the one the compare rule wrote from the runs'
+    records; before any comparison, one that says so (never one built from the config).
+    """
+    if Path(FRONT_PAGE).is_file():
+        return str(Path(FRONT_PAGE).resolve())
+    return "report/workflow.rst"
 
 
 def code(script, *modules):
@@ -145,6 +164,7 @@ def evidence_files():
         control_traces=control_files("unseeded", "trace.npz")
         + control_files("nondeterministic", "trace.npz"),
         reference=reference_files(),
+        manifest=dataset_manifest(),
     )
 
 

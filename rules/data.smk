@@ -3,8 +3,8 @@ rule download:
         source="results/download/{dataset}/source.json",
     log:
         "results/logs/download/{dataset}.log",
-    # Attempts within a source are retried with backoff in code; this is one more pass.
-    retries: 1
+    # No job-level retries: transient failures are retried with backoff in code, and what
+    # survives that (a name that does not resolve, a wrong checksum) would only print again.
     localrule: True
     conda:
         "../envs/analysis.yaml"

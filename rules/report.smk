@@ -24,6 +24,7 @@ rule compare:
             caption="../report/steps.rst",
             category="Where runs part",
         ),
+        front_page=FRONT_PAGE,
     log:
         "results/logs/compare.log",
     conda:

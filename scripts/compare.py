@@ -17,6 +17,7 @@ write_report(
         else None,
         reference=params.reference,
         reference_drift=params.reference_drift,
+        manifest=inputs.manifest,
     ),
     ReportPaths(
         summary=outputs.summary,
@@ -25,5 +26,6 @@ write_report(
         histories=outputs.histories,
         curves=outputs.curves,
         steps=outputs.steps,
+        front_page=outputs.front_page,
     ),
 )

@@ -18,6 +18,7 @@ judge(
         else None,
         reference=params.reference,
         reference_drift=params.reference_drift,
+        manifest=inputs.manifest,
     ),
     inputs.summary,
     snakemake.output.verdict,

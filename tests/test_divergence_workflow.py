@@ -36,11 +36,20 @@ def test_a_planted_nudge_is_named_at_its_step_and_layer(copied_run):
         "variables": ["sequential/conv2d/kernel"],
     }
     record = read_record(copied_run / "results/runs/seed42/repeat2/history.json")
-    assert (record.settings["perturb_step"], record.settings["perturb_variable"]) == (3, None)
+    assert record.settings["perturb_step"] == 3
+    assert record.settings["perturb_variable"] == "sequential/conv2d/kernel"
+    planted = "a deliberate one-ULP nudge in seed 42 repeat 2 after step 3"
+    assert f"Planted: {planted}, sequential/conv2d/kernel: this divergence is expected." in (
+        result.stdout
+    )
+    assert summary(copied_run)["coverage"]["nudges"] == [
+        {"seed": 42, "repeat": 2, "step": 3, "variable": "sequential/conv2d/kernel"}
+    ]
     html = (copied_run / "results/report/report.html").read_text()
     # the plot's description, beside it and in its alt text
     assert html.count("seed 42, repeat 2 vs 1: the weights parted first, after step 3") == 2
     assert "(in sequential/conv2d/kernel)" in html
+    assert f'<p class="planted">Planted: {planted}, <code>sequential/conv2d/kernel</code>' in html
     assert (copied_run / "results/report/steps.png").read_bytes()[:4] == b"\x89PNG"
     assert summary(copied_run)["seeds"]["812"]["identical"]
 

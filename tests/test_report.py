@@ -25,13 +25,16 @@ def test_identical_runs_give_every_file_and_pass_the_verdict(tmp_path):
     assert list(histories.columns) == ["seed", "repeat", "epoch", "metric", "value", "value_hex"]
     assert len(histories) == 4 * (4 * 2 + 2)
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert markdown.splitlines()[2].startswith("**Verdict: IDENTICAL (bit-exact)")
+    verdict = next(line for line in markdown.splitlines() if line.startswith("**Verdict"))
+    assert verdict.startswith("**Verdict: IDENTICAL (bit-exact)")
     assert "## Environment fingerprints" in markdown and "## Initializers" in markdown
     html = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert (tmp_path / "report" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     judge(Evidence(records, draws), tmp_path / "report" / "summary.json", tmp_path / "verdict.txt")
-    assert "identical (bit-exact): 4 runs" in (tmp_path / "verdict.txt").read_text()
+    assert (tmp_path / "verdict.txt").read_text() == (
+        f"identical (bit-exact): 4 runs, seeds 812, 42 — report: {tmp_path}/report/report.html\n"
+    )
 
 
 def test_a_mismatch_is_reported_and_judged_as_failure(tmp_path):

@@ -153,5 +153,6 @@ def test_snakemake_report_holds_the_verdict_the_curves_and_the_table(copied_run,
     assert b"Verdict: IDENTICAL (bit-exact): all 4 runs agree" in results["report.html"]
     assert results["curves.png"].startswith(b"\x89PNG")
     assert results["histories.csv"].startswith(b"seed,repeat,epoch,metric,value,value_hex")
-    # the workflow-level caption, rendered with the config
-    assert b"2 times for each of the seeds" in pages
+    # the front page: the verdict and what was trained, from the comparison
+    assert b"Verdict: IDENTICAL (bit-exact): all 4 runs agree" in pages
+    assert b"dataset: synthetic, sha256 " in pages

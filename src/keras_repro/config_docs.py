@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     for path in changed:
         print(f"updated {path}")
+    if not changed:
+        print(f"config.yaml and {CONFIG_DOC} agree with the schema")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 MARKER_NAME = ".keras-repro-download.json"
 
 
+# The dataset with a source on disk once a Debian package is installed (the README's offline
+# route).
+OFFLINE_DATASET = "fashion_mnist"
+
+
 class DownloadError(ReproError):
     """Every source failed, or the output folder is not ours to replace."""
 
@@ -207,7 +212,18 @@ def download_dataset(
         + "\n".join(failures)
         + f"\nTo use a copy you already have, add it as the first entry of "
         f"datasets.{dataset}.sources in config.yaml (a local folder or file:// URL as "
-        "'location', with 'format' and 'files' as in the other entries)."
+        "'location', with 'format' and 'files' as in the other entries)." + _offline_hint(dataset)
+    )
+
+
+def _offline_hint(dataset: str) -> str:
+    """The README's offline route: real data from a Debian package."""
+    install = "apt-get install dataset-fashion-mnist"
+    if dataset == OFFLINE_DATASET:
+        return f"\nOffline, {install} puts Fashion-MNIST where the debian source looks."
+    return (
+        f"\nOffline? Train on Fashion-MNIST from Debian instead: {install}, then "
+        f"snakemake --cores all --config dataset={OFFLINE_DATASET}"
     )
 
 

@@ -224,6 +224,10 @@ def _fetch_url(url: str, out: NewFile, deadline: Deadline, limit: int) -> str:
         reason = getattr(error, "reason", error)
         if urllib.parse.urlparse(url).scheme == "file":
             raise SourceFailed(f"cannot read: {reason}") from None
+        # A name that does not resolve will not resolve on a retry (EAI_AGAIN might).
+        if isinstance(reason, socket.gaierror) and reason.errno != socket.EAI_AGAIN:
+            host = urllib.parse.urlparse(url).hostname
+            raise SourceFailed(f"host name {host!r} does not resolve ({reason.strerror})") from None
         raise TransientFailure(f"{type(error).__name__}: {reason}") from None
     if total is not None and out.written != total:
         raise TransientFailure(f"truncated body: {out.written} of {total} bytes")

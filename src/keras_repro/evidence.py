@@ -33,6 +33,7 @@ class Evidence:
     reference: Path | None = None
     reference_drift: str = "report"
     own_results: Path | None = None  # this workflow's results/, which a bundle must not be
+    manifest: Path | None = None  # the dataset's, for what was trained
 
 
 def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
@@ -56,5 +57,8 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
             compared = compare_with_reference(
                 reference, runs, evidence.tolerance, evidence.reference_drift
             )
-    comparison = summarize(runs, draws, evidence.tolerance, refused, control_runs, compared)
+    manifest = json.loads(Path(evidence.manifest).read_text()) if evidence.manifest else None
+    comparison = summarize(
+        runs, draws, evidence.tolerance, refused, control_runs, compared, manifest=manifest
+    )
     return comparison, runs

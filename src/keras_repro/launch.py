@@ -28,6 +28,7 @@ import keras_repro
 from keras_repro.errors import ReproError
 from keras_repro.gpus import ASSIGNMENT_VARIABLE, GpuAssignment, assign_gpu
 from keras_repro.processes import job_owner
+from keras_repro.progress import ProgressForwarder
 from keras_repro.settings import RunSettings
 
 PACKAGE_ROOT = str(Path(keras_repro.__file__).resolve().parent.parent)
@@ -66,6 +67,7 @@ def run_supervised(
     """Run ``command`` with its output appended to ``log_path``; stop it if the job's owner
     goes away. Returns its exit status."""
     owner = job_owner()
+    progress = ProgressForwarder(log_path)
     with open(log_path, "a") as log_file:
         child = subprocess.Popen(
             command,
@@ -78,8 +80,11 @@ def run_supervised(
         try:
             while True:
                 try:
-                    return child.wait(WATCH_SECONDS)
+                    status = child.wait(WATCH_SECONDS)
+                    progress.forward()
+                    return status
                 except subprocess.TimeoutExpired:
+                    progress.forward()
                     if owner is not None and not owner.alive():
                         log.error("the job's owner (pid %d) is gone: stopping training", owner.pid)
                         _stop(child)

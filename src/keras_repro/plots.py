@@ -9,9 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from keras_repro.record import Run, RunRecord
-from keras_repro.trace import checkpoint_differences, compare_traces, step_ulps
+from keras_repro.record import Run
+from keras_repro.trace import TraceComparison, checkpoint_differences, compare_traces, step_ulps
 
 CURVE_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # A figure with a row per seed stays readable up to this many seeds; the tables list them all.
@@ -19,9 +20,56 @@ PLOTTED_SEEDS = 8
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
-def training_curves_png(records: list[RunRecord]) -> bytes:
-    """Every repeat's training and validation curves, overlaid per seed (one row per seed)."""
-    all_seeds = sorted({r.seed for r in records})
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    """A centred moving average over about 1/20 of the run (edges over what there is)."""
+    width = max(1, len(values) // 20) | 1
+    if width == 1:
+        return values
+    kernel = np.ones(width)
+    return np.convolve(values, kernel, "same") / np.convolve(np.ones(len(values)), kernel, "same")
+
+
+def _plot_step_loss(axis: plt.Axes, seed: int, runs: list[Run]) -> None:
+    """Each step's training loss (from the trace), smoothed, with the epoch's mean at its end."""
+    for index, run in enumerate(runs):
+        style = dict(
+            linestyle=LINE_STYLES[index % len(LINE_STYLES)],
+            alpha=0.8,
+            label=f"repeat {run.record.repeat}",
+        )
+        epoch_loss = run.record.history.get("loss", [])
+        if run.trace is None:  # records from before the step trace
+            axis.plot(range(1, len(epoch_loss) + 1), epoch_loss, marker="o", **style)
+            continue
+        loss = np.asarray(run.trace.step_loss, dtype=np.float64)
+        steps = np.arange(1, len(loss) + 1)
+        line = axis.plot(steps, _smoothed(loss), **style)[0]
+        if len(loss) > 20:  # the raw steps behind the smoothed line
+            axis.plot(steps, loss, color=line.get_color(), alpha=0.15, linewidth=0.8)
+        ends = run.trace.steps_per_epoch * np.arange(1, len(epoch_loss) + 1)
+        if index == 0:
+            for end in ends[:-1]:
+                axis.axvline(end + 0.5, color="grey", linestyle=":", linewidth=0.8)
+        axis.plot(
+            ends,
+            epoch_loss,
+            marker="o",
+            markersize=9 - 2 * (index % 4),
+            linestyle="none",
+            color=line.get_color(),
+        )
+    axis.set_title(f"seed {seed}: training loss per step (o: epoch mean)")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("training step")
+
+
+def training_curves_png(runs: list[Run]) -> bytes:
+    """Per seed (a row each), every repeat overlaid: each step's training loss, and the
+    accuracy and validation metrics of every epoch."""
+    by_seed: dict[int, list[Run]] = {}
+    for run in runs:
+        by_seed.setdefault(run.record.seed, []).append(run)
+    all_seeds = list(by_seed)
     seeds = all_seeds[:PLOTTED_SEEDS]
     figure, axes = plt.subplots(
         len(seeds),
@@ -30,11 +78,12 @@ def training_curves_png(records: list[RunRecord]) -> bytes:
         squeeze=False,
     )
     for row, seed in enumerate(seeds):
-        runs = sorted((r for r in records if r.seed == seed), key=lambda r: r.repeat)
-        for column, metric in enumerate(CURVE_METRICS):
+        group = sorted(by_seed[seed], key=lambda r: r.record.repeat)
+        _plot_step_loss(axes[row][0], seed, group)
+        for column, metric in enumerate(CURVE_METRICS[1:], start=1):
             axis = axes[row][column]
-            for index, run in enumerate(runs):
-                values = run.history.get(metric, [])
+            for index, run in enumerate(group):
+                values = run.record.history.get(metric, [])
                 axis.plot(
                     range(1, len(values) + 1),
                     values,
@@ -42,12 +91,12 @@ def training_curves_png(records: list[RunRecord]) -> bytes:
                     # Shrinking markers and changing dashes keep coinciding curves visible.
                     markersize=9 - 2 * (index % 4),
                     linestyle=LINE_STYLES[index % len(LINE_STYLES)],
-                    label=f"repeat {run.repeat}",
+                    label=f"repeat {run.record.repeat}",
                     alpha=0.8,
                 )
-            axis.set_title(f"seed {seed}: {metric}")
+            axis.set_title(f"seed {seed}: {metric} per epoch")
             axis.set_xlabel("epoch")
-            axis.xaxis.get_major_locator().set_params(integer=True)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[row][0].legend(fontsize="small")
     shown = (
         ""
@@ -61,76 +110,104 @@ def training_curves_png(records: list[RunRecord]) -> bytes:
 
 def step_divergence_png(runs: list[Run]) -> bytes:
     """Per seed, each repeat's distance from the first repeat at every training step: the loss
-    in ULPs (symmetric log scale, so identical runs lie on 0) and, at each weight checkpoint,
-    how many variables differ. The first differing step and checkpoint are marked."""
+    in ULPs (symmetric log scale, so identical runs lie on 0) and, below it, how many weight
+    variables differ at each checkpoint. Where each pair first parts is said in the legend,
+    and marked by a vertical line."""
     by_seed: dict[int, list[Run]] = {}
-    for run in sorted(runs, key=lambda r: (r.record.seed, r.record.repeat)):
+    for run in sorted(runs, key=lambda r: r.record.repeat):
         if run.trace is not None:
             by_seed.setdefault(run.record.seed, []).append(run)
-    seeds = sorted(by_seed)[:PLOTTED_SEEDS] or [None]
-    figure, axes = plt.subplots(len(seeds), 1, figsize=(12, 2.8 * len(seeds)), squeeze=False)
+    seeds = list(by_seed)[:PLOTTED_SEEDS] or [None]
+    # Per seed: room for the title, the loss, and the variable counts right under it.
+    figure, axes = plt.subplots(
+        3 * len(seeds),
+        1,
+        figsize=(12, 4.2 * len(seeds)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [1.1, 3, 1.3] * len(seeds), "hspace": 0.08},
+    )
+    # margins in inches: the last x label below, nothing above the first title's room
+    figure.subplots_adjust(left=0.07, right=0.98, top=1.0, bottom=0.55 / (4.2 * len(seeds)))
     if len(by_seed) > len(seeds):
         figure.suptitle(f"The first {len(seeds)} of {len(by_seed)} seeds")
-    for axis, seed in zip(axes[:, 0], seeds, strict=True):
+    for index, seed in enumerate(seeds):
+        axes[3 * index, 0].set_axis_off()
+        loss_axis, counts_axis = axes[3 * index + 1, 0], axes[3 * index + 2, 0]
         group = by_seed.get(seed, [])
         if len(group) < 2:
-            axis.text(0.5, 0.5, "no step traces to compare", ha="center", transform=axis.transAxes)
-            axis.set_axis_off()
+            loss_axis.text(
+                0.5, 0.5, "no step traces to compare", ha="center", transform=loss_axis.transAxes
+            )
+            loss_axis.set_axis_off()
+            counts_axis.set_axis_off()
             continue
-        _plot_seed(axis, seed, group)
-    figure.tight_layout()
+        _plot_seed(loss_axis, counts_axis, seed, group)
     return _png(figure)
 
 
-def _plot_seed(axis: plt.Axes, seed: int, group: list[Run]) -> None:
+def _parting(comparison: TraceComparison) -> str:
+    parts = []
+    if comparison.first_weight_checkpoint is not None:
+        checkpoint = comparison.first_weight_checkpoint
+        shown = ", ".join(name.split("/", 1)[-1] for name in checkpoint.variables[:3])
+        more = len(checkpoint.variables) - 3
+        parts.append(
+            f"weights part after step {checkpoint.step} ({shown}"
+            + (f" and {more} more)" if more > 0 else ")")
+        )
+    if comparison.first_loss_step is not None:
+        parts.append(f"loss parts at step {comparison.first_loss_step.step}")
+    return "; ".join(parts) or "identical at every step"
+
+
+def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: list[Run]) -> None:
+    counts_axis.sharex(loss_axis)
     reference, highest = group[0], 1
-    counts_axis = axis.twinx()
+    trace = reference.trace
+    total = len(trace.step_loss)
+    markers = total <= 60  # few steps: each one a dot
     for index, other in enumerate(group[1:]):
         ulps = step_ulps(reference.trace, other.trace)
         highest = max(highest, int(ulps.max(initial=0)))
-        label = f"repeat {other.record.repeat} vs {reference.record.repeat}"
-        line = axis.plot(
+        comparison = compare_traces(reference.trace, other.trace)
+        label = f"repeat {other.record.repeat} vs {reference.record.repeat}: "
+        line = loss_axis.plot(
             np.arange(1, len(ulps) + 1),
             ulps,
             linestyle=LINE_STYLES[index % len(LINE_STYLES)],
-            label=f"{label}: loss",
+            marker="o" if markers else None,
+            markersize=4,
+            label=label + _parting(comparison),
         )[0]
         steps, counts = checkpoint_differences(reference.trace, other.trace)
-        counts_axis.plot(steps, counts, "x", color=line.get_color(), label=f"{label}: variables")
-        comparison = compare_traces(reference.trace, other.trace)
+        counts_axis.step(steps, counts, where="post", color=line.get_color(), alpha=0.8)
+        counts_axis.plot(steps, counts, "o", color=line.get_color(), markersize=3)
         if comparison.first_loss_step is not None:
-            step = comparison.first_loss_step.step
-            axis.axvline(step, color=line.get_color(), alpha=0.6, linewidth=1)
-            axis.annotate(
-                f"loss parts at step {step}", (step, 1), color=line.get_color(), fontsize="small"
+            loss_axis.axvline(
+                comparison.first_loss_step.step, color=line.get_color(), alpha=0.5, linewidth=1
             )
         if comparison.first_weight_checkpoint is not None:
-            checkpoint = comparison.first_weight_checkpoint
-            shown = ", ".join(name.split("/", 1)[-1] for name in checkpoint.variables[:3])
-            more = len(checkpoint.variables) - 3
-            counts_axis.annotate(
-                f"weights part after step {checkpoint.step}: {shown}"
-                + (f" and {more} more" if more > 0 else ""),
-                (checkpoint.step, len(checkpoint.variables)),
-                color=line.get_color(),
-                fontsize="small",
-                va="bottom",
-            )
-    trace = reference.trace
-    total = len(trace.step_loss)
-    for epoch_end in range(trace.steps_per_epoch, total, trace.steps_per_epoch):
-        axis.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=0.8)
-    axis.set_yscale("symlog", linthresh=1)
-    axis.set_ylim(0, max(10, highest * 4))
-    axis.set_xlim(0.5, total + 0.5)
-    counts_axis.set_ylim(0, len(trace.variable_names) * 1.3)
-    counts_axis.set_ylabel("variables differing (x)")
-    axis.set_title(
-        f"seed {seed}: each repeat against repeat {reference.record.repeat}, step by step"
+            step = comparison.first_weight_checkpoint.step
+            counts_axis.axvline(step, color=line.get_color(), alpha=0.5, linewidth=1)
+            loss_axis.axvline(step, color=line.get_color(), alpha=0.5, linestyle="--", linewidth=1)
+    for axis in (loss_axis, counts_axis):
+        for epoch_end in range(trace.steps_per_epoch, total, trace.steps_per_epoch):
+            axis.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=0.8)
+        axis.set_xlim(0.5, total + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_axis.set_yscale("symlog", linthresh=1)
+    loss_axis.set_ylim(0, max(10, highest * 4))
+    loss_axis.set_ylabel("loss distance (ULPs)")
+    loss_axis.set_title(
+        f"seed {seed}: each repeat against repeat {reference.record.repeat}, step by step "
+        "(dotted: epoch ends; solid: the loss parts; dashed: the weights part)"
     )
-    axis.set_xlabel("training step (dotted: epoch ends)")
-    axis.set_ylabel("loss distance (ULPs)")
-    axis.legend(fontsize="small", loc="upper left")
+    loss_axis.legend(fontsize="small", loc="best", framealpha=0.9)
+    loss_axis.tick_params(labelbottom=False)  # the panel below has the same steps
+    counts_axis.set_ylim(-0.3, len(trace.variable_names) + 0.5)
+    counts_axis.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    counts_axis.set_ylabel("variables\ndiffering")
+    counts_axis.set_xlabel("training step")
 
 
 def _png(figure: plt.Figure) -> bytes:

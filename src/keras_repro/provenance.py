@@ -21,7 +21,10 @@ from pathlib import Path
 PACKAGE = "keras_repro"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Files a module reads at run time besides its imports, relative to the package.
-DATA_FILES = {f"{PACKAGE}.report": ("templates/report.md.j2", "templates/report.html.j2")}
+DATA_FILES = {
+    f"{PACKAGE}.report": ("templates/report.md.j2", "templates/report.html.j2"),
+    f"{PACKAGE}.front_page": ("templates/front_page.rst.j2",),
+}
 
 
 def module_file(module: str, package_dir: Path = PACKAGE_DIR) -> Path | None:

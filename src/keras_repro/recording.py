@@ -130,6 +130,7 @@ class WeightTrace(keras.callbacks.Callback):
         value = keras.ops.convert_to_numpy(variable).copy()
         value.flat[0] = np.nextafter(value.flat[0], np.inf, dtype=value.dtype)
         variable.assign(value)
+        self.perturb_variable = name  # recorded: the variable actually nudged
         log.warning("deliberately nudged %s by one ULP after step %d", name, self.steps)
 
     def trace(self, step_losses: np.ndarray) -> Trace:

@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from keras_repro.coverage import folded_fingerprint
 from keras_repro.summary import Comparison, DigestCell
 from keras_repro.verdict import describe_divergence, headline, problems
 
@@ -62,6 +63,7 @@ def _environment(**options: Any) -> jinja2.Environment:
         format_repeat="repeat {}".format,
         hexfloat=lambda text: repr(float.fromhex(text)),
     )
+    environment.tests["folded"] = folded_fingerprint
     return environment
 
 

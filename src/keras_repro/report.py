@@ -15,6 +15,7 @@ from keras_repro.config import defaults
 from keras_repro.errors import ReproError
 from keras_repro.evidence import Evidence, compare_evidence
 from keras_repro.files import atomic_write
+from keras_repro.front_page import front_page_rst
 from keras_repro.logs import configure_logging
 from keras_repro.plots import step_divergence_png, training_curves_png
 from keras_repro.render import render
@@ -32,13 +33,16 @@ class ReportPaths:
     histories: Path
     curves: Path
     steps: Path
+    front_page: Path | None = None  # the front page of Snakemake's report (reStructuredText)
 
     @classmethod
     def in_folder(cls, folder: Path) -> ReportPaths:
         """The workflow's file names, in one folder (for the CLI)."""
         folder = Path(folder)
         names = ("summary.json", "report.md", "report.html", "histories.csv", "curves.png")
-        return cls(*(folder / name for name in names), folder / "steps.png")
+        return cls(
+            *(folder / name for name in names), folder / "steps.png", folder / "front_page.rst"
+        )
 
 
 def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
@@ -48,7 +52,7 @@ def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
     with atomic_write(outputs.histories) as handle:
         tidy_histories([run.record for run in runs]).to_csv(handle, index=False)
     figures = {
-        "curves": training_curves_png([run.record for run in runs]),
+        "curves": training_curves_png(runs),
         "steps": step_divergence_png(runs),
     }
     for name, png in figures.items():
@@ -65,6 +69,9 @@ def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
     images = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     with atomic_write(outputs.html) as handle:
         handle.write(render("report.html.j2", comparison, images=images))
+    if outputs.front_page is not None:
+        with atomic_write(outputs.front_page) as handle:
+            handle.write(front_page_rst(comparison))
     write_summary(comparison, outputs.summary)
     return comparison
 
@@ -78,6 +85,7 @@ def _evidence_options() -> argparse.ArgumentParser:
     options.add_argument("--unseeded", type=Path, nargs="*", help="the control arm's records")
     options.add_argument("--nondeterministic", type=Path, nargs="*")
     options.add_argument("--reference", type=Path, help="a bundle from export_reference")
+    options.add_argument("--manifest", type=Path, help="the dataset's manifest.json")
     options.add_argument(
         "--reference-drift", choices=("report", "fail"), default=defaults()["reference_drift"]
     )
@@ -109,6 +117,7 @@ def _evidence(args: argparse.Namespace) -> Evidence:
         args.reference,
         args.reference_drift,
         args.results,
+        args.manifest,
     )
 
 

@@ -16,6 +16,7 @@ from keras_repro.compare import (
     first_divergence,
     ulp_distance,
 )
+from keras_repro.coverage import describe_coverage
 from keras_repro.diagnosis import fingerprint_backends, flatten
 from keras_repro.fingerprint import can_change_results
 from keras_repro.initializer_checks import check_initializers
@@ -184,13 +185,16 @@ def summarize(
     refused: list[RefusedRecord] | None = None,
     controls: dict[str, list[Run]] | None = None,
     reference: ReferenceResult | None = None,
+    manifest: dict[str, Any] | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
     None when it is off) and the saved reference. Any refused record makes the verdict
-    "refused"."""
+    "refused". ``runs`` come in the order configured; ``manifest`` is the dataset's, for what
+    was trained."""
     refused = list(refused or [])
-    runs = sorted(runs, key=lambda r: (r.record.seed, r.record.repeat))
+    coverage = describe_coverage(runs, manifest)
+    runs = sorted(runs, key=lambda r: (coverage.seeds.index(r.record.seed), r.record.repeat))
     records = [run.record for run in runs]
     by_seed: dict[int, list[Run]] = defaultdict(list)
     for run in runs:
@@ -208,7 +212,10 @@ def summarize(
     control_runs = [run for group in (controls or {}).values() for run in group]
     times = [_run_time(run, label) for run, label in zip(runs, labels, strict=True)]
     times += [
-        _run_time(run, f"{run.record.settings.get('arm')} seed {run.record.seed}")
+        _run_time(
+            run,
+            f"{run.record.settings.get('arm')} seed {run.record.seed} repeat {run.record.repeat}",
+        )
         for run in control_runs
     ]
     return Comparison(
@@ -236,4 +243,5 @@ def summarize(
         reference=reference,
         times=times,
         failures=failures,
+        coverage=coverage,
     )

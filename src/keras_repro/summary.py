@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from keras_repro.compare import Divergence, Tolerance
+from keras_repro.coverage import Coverage
 from keras_repro.diagnosis import FieldChange
 from keras_repro.initializer_checks import InitializerCheck
 from keras_repro.record import RefusedRecord
@@ -182,6 +183,7 @@ class Comparison:
     reference: ReferenceResult | None = None
     times: list[RunTime] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
+    coverage: Coverage | None = None  # what was trained (summaries written before: None)
 
     @property
     def identical(self) -> bool:

@@ -17,6 +17,7 @@ set before Python starts.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ from keras_repro.logs import configure_logging
 from keras_repro.models import resolve_model
 from keras_repro.perturb import check_perturb_step, check_perturb_variable
 from keras_repro.pipelines import load_pipeline
+from keras_repro.progress_callback import Progress
 from keras_repro.record import RunRecord, write_record
 from keras_repro.recording import (
     EpochWatcher,
@@ -103,7 +105,7 @@ def train_and_record(
         train_data,
         epochs=epochs,
         validation_data=test_data,
-        callbacks=[watcher, weight_trace],
+        callbacks=[watcher, weight_trace, Progress(settings)],
         verbose=verbose,
     )
     evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
@@ -128,9 +130,11 @@ def train_and_record(
         timings={
             "epoch_seconds": watcher.epoch_seconds,
             "total_seconds": time.perf_counter() - started,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },
         settings={
             **{k: v for k, v in settings.to_record().items() if k != "data_spec"},
+            "perturb_variable": weight_trace.perturb_variable,
             "model": entry.name,
             "dataset": str(dataset_path),
             "dataset_sha256": dataset_sha256,

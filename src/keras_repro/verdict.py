@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_repro.compare import Divergence
+from keras_repro.coverage import planted
 from keras_repro.errors import ReproError
 from keras_repro.evidence import Evidence, compare_evidence
 from keras_repro.files import atomic_write
@@ -111,6 +112,9 @@ def judge(evidence: Evidence, summary_path: Path, verdict_path: Path) -> None:
     comparison, _ = compare_evidence(evidence)
     _check_summary(summary_path, comparison)
     kept = f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
+    # A nudge planted on purpose still fails the verdict (the check is seen to catch it); the
+    # message says it was planted.
+    nudges = planted(comparison.coverage)
     if comparison.verdict == "refused":
         lines = [r.reason for r in comparison.refused]
         if comparison.reference is not None and comparison.reference.refused:
@@ -129,11 +133,21 @@ def judge(evidence: Evidence, summary_path: Path, verdict_path: Path) -> None:
         raise VerdictError(
             f"runs are NOT reproducible ({comparison.mode_label}): "
             f"{headline(comparison).split(': ', 1)[1]}.\n"
+            + (f"Planted: {nudges}: this divergence is expected.\n" if nudges else "")
             + "\n".join(f"  - {line}" for line in problems(comparison))
             + kept
         )
-    with atomic_write(verdict_path) as handle:
-        handle.write(
-            f"identical ({comparison.mode_label}): {comparison.runs} runs, "
-            f"seeds {', '.join(map(str, comparison.seeds))}\n"
+    if nudges:
+        raise VerdictError(
+            f"planted: {nudges}, yet every run came out identical: the check missed it, or "
+            "the nudge never happened" + kept
         )
+    report = Path(summary_path).parent / "report.html"
+    # summary.json sorts its keys: the order configured is the coverage's
+    seeds = comparison.coverage.seeds if comparison.coverage else list(comparison.seeds)
+    line = (
+        f"identical ({comparison.mode_label}): {comparison.runs} runs, "
+        f"seeds {', '.join(map(str, seeds))} — report: {report}"
+    )
+    with atomic_write(verdict_path) as handle:
+        handle.write(line + "\n")
