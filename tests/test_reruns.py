@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import REPO
 from workflows import snakemake
 
 from keras_repro.config import load_schema
+from keras_repro.settings import run_setting_keys
 
 pytestmark = pytest.mark.workflow
 
@@ -26,17 +28,35 @@ FROM_INITIALIZERS = ("initializers", "compare", "verdict")
 FROM_COMPARE = ("compare", "verdict")
 NOTHING = ()
 
+
+def run_setting_reruns() -> tuple[list[tuple[str, str, tuple[str, ...]]], dict[str, list[str]]]:
+    """A row for every run setting of the schema (``x-run-setting``), its override the schema's
+    first example: a new per-run knob is covered by its schema entry alone. Every run setting
+    retrains every run."""
+    rows, keys = [], {}
+    for key in run_setting_keys(SCHEMA):
+        subschema = SCHEMA["properties"][key]
+        if not subschema.get("examples"):
+            raise ValueError(f"the schema's run setting {key!r} needs `examples` (for this test)")
+        leaves = [f"{key}.{leaf}" for leaf in subschema.get("properties", {})] or [key]
+        change = ", ".join(leaves)
+        example = yaml.safe_dump(subschema["examples"][0], default_flow_style=True, width=1000)
+        rows.append(
+            (change, f"{key}={example.removesuffix(chr(10) + '...' + chr(10)).strip()}", FROM_TRAIN)
+        )
+        keys[change] = leaves
+    return rows, keys
+
+
+SCHEMA = load_schema()
+RUN_SETTING_RERUNS, RUN_SETTING_KEYS = run_setting_reruns()
 # (what changes, the --config override a dry run applies, the rules it plans)
 CONFIG_RERUNS = [
     ("dataset", "dataset=fashion_mnist", FROM_DATA),
     ("subset.train, subset.test", "subset={train: 100}", FROM_BUILD),
     ("seeds", "seeds=[812,42,7]", FROM_SEEDED_TRAIN),
     ("repeats", "repeats=3", FROM_SEEDED_TRAIN),
-    ("epochs", "epochs=2", FROM_TRAIN),
-    ("batch_size", "batch_size=32", FROM_TRAIN),
-    ("threads", "threads=2", FROM_TRAIN),
-    ("device", "device=cpu", FROM_TRAIN),
-    ("trace.every_steps", "trace={every_steps: 3}", FROM_TRAIN),
+    *RUN_SETTING_RERUNS,
     ("control.enabled", "control={enabled: false}", FROM_COMPARE),
     ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
     ("reference", "reference=REFERENCE", FROM_COMPARE),
@@ -66,6 +86,7 @@ CONFIG_RERUNS = [
 ]
 # Which config keys each row covers (a test checks that every key of the schema is covered).
 CONFIG_KEYS = {
+    **RUN_SETTING_KEYS,
     "dataset": ["dataset"],
     "subset.train, subset.test": ["subset.train", "subset.test"],
     "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
