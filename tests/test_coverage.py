@@ -10,6 +10,7 @@ import pytest
 from docutils.core import publish_parts
 from records import DRAW, make_record, repeat_of
 
+from keras_repro.evidence import Evidence
 from keras_repro.record import write_record
 from keras_repro.report import ReportPaths, write_report
 from keras_repro.summary_json import read_summary
@@ -55,14 +56,14 @@ def snakemake_front_page(rst: str) -> str:
 def test_the_report_opens_with_what_was_trained(tmp_path):
     records, draws, manifest = write_runs(tmp_path / "runs")
     paths = ReportPaths.in_folder(tmp_path / "report")
-    write_report(records, draws, paths, manifest=manifest)
+    write_report(Evidence(records, draws, manifest=manifest), paths)
     html = paths.html.read_text()
     block = html[html.index('<table class="trained">') : html.index("</table>")]
     assert html.index('<table class="trained">') < html.index("Verdict:")
     for shown in (
         "<code>fashion_mnist</code>, sha256 <code>" + "ab" * 32,
         "the first 320 training and all test examples: 320 training, 96 test examples",
-        "the recipe&#39;s CNN, tensorflow",
+        "recipe, tensorflow",
         "<td>2, 64</td>",  # epochs, batch size
         "812, 42 (as configured), 2 runs each",
         "1 per run",
@@ -84,7 +85,7 @@ def test_the_report_opens_with_what_was_trained(tmp_path):
 def test_what_records_hold_stays_text_in_the_report_and_the_front_page(tmp_path):
     records, draws, manifest = write_runs(tmp_path / "runs", hostname=PAYLOAD)
     paths = ReportPaths.in_folder(tmp_path / "report")
-    write_report(records, draws, paths, manifest=manifest)
+    write_report(Evidence(records, draws, manifest=manifest), paths)
     html = paths.html.read_text()
     # the first block (escaping the whole page is render.py's autoescape)
     block = html[html.index('<table class="trained">') : html.index("</table>")]
@@ -98,7 +99,7 @@ def test_what_records_hold_stays_text_in_the_report_and_the_front_page(tmp_path)
 def test_a_planted_nudge_is_said_as_planted_with_its_variable(tmp_path):
     records, draws, manifest = write_runs(tmp_path / "runs", perturb=(812, 2))
     paths = ReportPaths.in_folder(tmp_path / "report")
-    write_report(records, draws, paths, manifest=manifest)
+    write_report(Evidence(records, draws, manifest=manifest), paths)
     nudges = json.loads(paths.summary.read_text())["coverage"]["nudges"]
     assert nudges == [{"seed": 812, "repeat": 2, "step": 3, "variable": "sequential/dense/bias"}]
     html = paths.html.read_text()
@@ -113,7 +114,7 @@ def test_a_planted_nudge_is_said_as_planted_with_its_variable(tmp_path):
 def test_a_planted_nudge_that_changed_nothing_fails_the_verdict(tmp_path):
     records, draws, manifest = write_runs(tmp_path / "runs", perturb=(812, 2))
     paths = ReportPaths.in_folder(tmp_path / "report")
-    assert write_report(records, draws, paths, manifest=manifest).identical
+    assert write_report(Evidence(records, draws, manifest=manifest), paths).identical
     with pytest.raises(VerdictError, match="yet every run came out identical: the check missed"):
-        judge(paths.summary, tmp_path / "verdict.txt")
+        judge(Evidence(records, draws, manifest=manifest), paths.summary, tmp_path / "verdict.txt")
     assert not (tmp_path / "verdict.txt").exists()
