@@ -39,7 +39,6 @@ NPZ_KEYS = {
     "test_labels": "y_test",
 }
 IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
 IDX_UBYTE = 0x08
 # A zip entry's timestamp is part of its bytes; a fixed one makes rebuilds byte-identical.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -67,25 +66,47 @@ def array_bytes(role: str, examples: int) -> int:
     return examples * (IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if role.endswith("images") else 1)
 
 
-def max_array_bytes(role: str, expected_counts: dict[str, int] | None) -> int:
+def max_array_bytes(
+    role: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+) -> int:
+    """The bound on one array: ``max_bytes`` (the dataset's max_megabytes) when given, else
+    what the counts allow 28×28 uint8 images."""
+    if max_bytes is not None:
+        return max_bytes
     return array_bytes(role, max_examples(expected_counts, role.split("_")[0]))
 
 
-def max_idx_bytes(role: str, expected_counts: dict[str, int] | None) -> int:
+def max_bytes_of(max_megabytes: float | None) -> int | None:
+    """A dataset entry's ``max_megabytes`` in bytes (None: the counts' bound)."""
+    return None if max_megabytes is None else int(max_megabytes * 1_000_000)
+
+
+def max_idx_bytes(
+    role: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+) -> int:
     """The size of the uncompressed IDX file of ``role``: exact when the count is given."""
-    return IDX_HEADER_BYTES[role.split("_")[1]] + max_array_bytes(role, expected_counts)
+    return IDX_HEADER_BYTES[role.split("_")[1]] + max_array_bytes(role, expected_counts, max_bytes)
 
 
 def _compressed_bound(size: int) -> int:
     return size + size // 100 + COMPRESSION_SLACK
 
 
-def max_file_sizes(fmt: str, expected_counts: dict[str, int] | None) -> dict[str, int]:
-    """The most bytes each file of a source of ``fmt`` may hold, by role."""
+def max_file_sizes(
+    fmt: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+) -> dict[str, int]:
+    """The most bytes each file of a source of ``fmt`` may hold, by role (``max_bytes``: the
+    four arrays together, the dataset's max_megabytes)."""
     if fmt == "idx":
-        return {role: _compressed_bound(max_idx_bytes(role, expected_counts)) for role in ROLES}
+        return {
+            role: _compressed_bound(max_idx_bytes(role, expected_counts, max_bytes))
+            for role in ROLES
+        }
     if fmt == "npz":
-        members = sum(NPY_HEADER_LIMIT + max_array_bytes(r, expected_counts) for r in ROLES)
+        if max_bytes is not None:
+            members = 4 * NPY_HEADER_LIMIT + max_bytes
+        else:
+            members = sum(NPY_HEADER_LIMIT + max_array_bytes(r, expected_counts) for r in ROLES)
         return {"archive": _compressed_bound(members) + COMPRESSION_SLACK}
     raise DatasetError(f"unknown source format {fmt!r}; known: npz, idx")
 
@@ -141,8 +162,18 @@ def encode_idx(array: np.ndarray) -> bytes:
 
 
 def content_identity(arrays: dict[str, np.ndarray]) -> dict[str, str]:
-    """sha256 of each array's uncompressed IDX encoding: equal from every mirror and format."""
-    return {role: hashlib.sha256(encode_idx(arrays[role])).hexdigest() for role in ROLES}
+    """sha256 of each array's uncompressed IDX encoding (uint8 arrays, as in MNIST), or of
+    its .npy encoding (other dtypes): equal from every mirror and format."""
+    return {role: array_identity(arrays[role]) for role in ROLES}
+
+
+def array_identity(array: np.ndarray) -> str:
+    if array.dtype == np.uint8:
+        return hashlib.sha256(encode_idx(array)).hexdigest()
+    buffer = io.BytesIO()
+    little_endian = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    np.lib.format.write_array(buffer, np.ascontiguousarray(little_endian), allow_pickle=False)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def _read_npy(member: Any, size: int, where: str) -> np.ndarray:
@@ -166,10 +197,26 @@ def _read_npy(member: Any, size: int, where: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
 
 
+def check_total_size(entries: dict[str, Any], where: str, max_bytes: int | None) -> None:
+    """Refuse an npz whose four arrays together inflate past ``max_bytes``."""
+    if max_bytes is None:
+        return
+    total = sum(entries[f"{key}.npy"].file_size for key in NPZ_KEYS.values())
+    if total > max_bytes + 4 * NPY_HEADER_LIMIT:
+        raise DatasetError(
+            f"{where}: its arrays inflate to {human_size(total)}, more than the "
+            f"{human_size(max_bytes)} the dataset's max_megabytes allows"
+        )
+
+
 def read_npz_arrays(
-    path: Path, expected_counts: dict[str, int] | None = None, where: str | None = None
+    path: Path,
+    expected_counts: dict[str, int] | None = None,
+    where: str | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """The four arrays of a Keras-style npz; each entry's size is checked before it is read."""
+    """The four arrays of a Keras-style npz; each entry's size is checked before it is read
+    (``max_bytes``: the most the four may hold together; else the counts' bound)."""
     where = where or str(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -178,14 +225,21 @@ def read_npz_arrays(
             if missing:
                 has = sorted(name.removesuffix(".npy") for name in entries)
                 raise DatasetError(f"{where}: missing arrays {missing} (has {has})")
+            check_total_size(entries, where, max_bytes)
             arrays = {}
             for role, key in NPZ_KEYS.items():
                 info = entries[f"{key}.npy"]
-                bound = NPY_HEADER_LIMIT + max_array_bytes(role, expected_counts)
+                bound = NPY_HEADER_LIMIT + max_array_bytes(role, expected_counts, max_bytes)
                 if info.file_size > bound:
+                    allowed = (
+                        "max_megabytes allows"
+                        if max_bytes
+                        else "counts allow (784 bytes per example: for other data, set the "
+                        "dataset's max_megabytes)"
+                    )
                     raise DatasetError(
                         f"{where}: {key} inflates to {human_size(info.file_size)}, more than "
-                        f"the {human_size(bound)} the dataset's counts allow"
+                        f"the {human_size(bound)} the dataset's {allowed}"
                     )
                 with archive.open(info) as member:
                     arrays[role] = _read_npy(member, info.file_size, f"{where}: {key}")
@@ -231,6 +285,7 @@ def read_source_arrays(
     files: dict[str, Path],
     expected_counts: dict[str, int] | None = None,
     shown: dict[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Arrays by role from a source's files: ``{"archive": npz}`` or one IDX .gz per role.
 
@@ -239,10 +294,12 @@ def read_source_arrays(
     """
     shown = shown or {role: str(path) for role, path in files.items()}
     if fmt == "npz":
-        return read_npz_arrays(files["archive"], expected_counts, shown["archive"])
+        return read_npz_arrays(files["archive"], expected_counts, shown["archive"], max_bytes)
     if fmt == "idx":
         return {
-            role: read_idx_gz(files[role], max_idx_bytes(role, expected_counts), shown[role])
+            role: read_idx_gz(
+                files[role], max_idx_bytes(role, expected_counts, max_bytes), shown[role]
+            )
             for role in ROLES
         }
     raise DatasetError(f"unknown source format {fmt!r}; known: npz, idx")
@@ -251,25 +308,50 @@ def read_source_arrays(
 def validate_arrays(
     arrays: dict[str, np.ndarray], expected_counts: dict[str, int] | None = None
 ) -> None:
-    """28×28 uint8 images, uint8 labels 0–9, one label per image, the promised counts."""
+    """What any data needs: inputs uint8 or float (finite), one sample shape in both splits,
+    one integer label >= 0 per example, the promised counts. MNIST is 28×28 uint8 images."""
+    shapes = {}
     for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        inputs, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        _check_inputs(split, inputs)
+        shapes[split] = inputs.shape[1:]
+        _check_labels(split, labels)
+        if len(inputs) != len(labels):
+            raise DatasetError(f"{split}: {len(inputs)} examples but {len(labels)} labels")
+        if expected_counts and expected_counts.get(split) not in (None, len(inputs)):
             raise DatasetError(
-                f"{split} images: expected uint8 (N, 28, 28), got {images.dtype} {images.shape}"
+                f"{split}: {len(inputs)} examples, the dataset promises {expected_counts[split]}"
             )
-        if labels.dtype != np.uint8 or labels.ndim != 1:
-            raise DatasetError(
-                f"{split} labels: expected uint8 (N,), got {labels.dtype} {labels.shape}"
-            )
-        if len(images) != len(labels):
-            raise DatasetError(f"{split}: {len(images)} images but {len(labels)} labels")
-        if labels.size and labels.max() >= NUM_CLASSES:
-            raise DatasetError(f"{split} labels: {int(labels.max())} found, expected 0–9")
-        if expected_counts and expected_counts.get(split) not in (None, len(images)):
-            raise DatasetError(
-                f"{split}: {len(images)} examples, the dataset promises {expected_counts[split]}"
-            )
+    if shapes["train"] != shapes["test"]:
+        raise DatasetError(
+            f"train examples are shaped {shapes['train']}, test examples {shapes['test']}: "
+            "both splits need one sample shape"
+        )
+
+
+def _check_inputs(split: str, inputs: np.ndarray) -> None:
+    if inputs.dtype != np.uint8 and inputs.dtype.kind != "f":
+        raise DatasetError(
+            f"{split} inputs: expected uint8 or float, got {inputs.dtype} {inputs.shape}"
+        )
+    if inputs.ndim < 2:
+        raise DatasetError(
+            f"{split} inputs: expected (N, ...) with a shape per example (e.g. (N, 28, 28) "
+            f"images, (N, 20) vectors), got {inputs.shape}"
+        )
+    if inputs.dtype.kind == "f" and inputs.size and not np.isfinite(inputs).all():
+        raise DatasetError(f"{split} inputs: hold NaN or infinite values")
+
+
+def _check_labels(split: str, labels: np.ndarray) -> None:
+    if labels.dtype.kind not in "ui" or labels.ndim != 1:
+        raise DatasetError(
+            f"{split} labels: expected integers (N,), got {labels.dtype} {labels.shape}"
+        )
+    if labels.size and labels.min() < 0:
+        raise DatasetError(
+            f"{split} labels: {int(labels.min())} found, expected class numbers >= 0"
+        )
 
 
 def take_subset(
@@ -301,8 +383,9 @@ def write_npz_deterministic(arrays: dict[str, np.ndarray], path: Path) -> None:
 
 
 def load_dataset(path: Path) -> dict[str, np.ndarray]:
-    """The dataset file as arrays by role (the training runs' one way in)."""
-    return read_npz_arrays(Path(path))
+    """The dataset file as arrays by role (the training runs' one way in): build_dataset's
+    own file, bounded by its size."""
+    return read_npz_arrays(Path(path), max_bytes=Path(path).stat().st_size)
 
 
 def data_spec(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -342,6 +425,7 @@ def build_dataset(
     manifest_path: Path,
     subset: dict[str, int | None],
     expected_counts: dict[str, int] | None = None,
+    max_megabytes: float | None = None,
 ) -> dict[str, Any]:
     """Decode the downloaded source, validate it, take the subset, write dataset + manifest."""
     source_record = Path(source_record)
@@ -350,7 +434,9 @@ def build_dataset(
         role: path_inside(source_record.parent, entry["name"])
         for role, entry in source["files"].items()
     }
-    arrays = read_source_arrays(source["format"], files, expected_counts)
+    arrays = read_source_arrays(
+        source["format"], files, expected_counts, max_bytes=max_bytes_of(max_megabytes)
+    )
     validate_arrays(arrays, expected_counts)
     identity = content_identity(arrays)
     if identity != source["content_sha256"]:
@@ -384,7 +470,7 @@ def build_dataset(
         "preprocessing": {
             "subset": {"train": subset.get("train"), "test": subset.get("test")},
             "description": "first N examples of each split, in the source's order; "
-            "pixels kept as uint8 (scaling happens in the training pipeline)",
+            "arrays kept as stored (the recipe's model scales its images in its pipeline)",
         },
     }
     write_npz_deterministic(keyed, dataset_path)

@@ -36,6 +36,7 @@ from keras_repro.dataset import (
     ROLES,
     DatasetError,
     content_identity,
+    max_bytes_of,
     max_file_sizes,
     read_source_arrays,
     validate_arrays,
@@ -316,8 +317,9 @@ def _try_source(
     timeout: float,
     attempts: int,
     backoff_seconds: float,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
-    limits = max_file_sizes(source["format"], expected_counts)
+    limits = max_file_sizes(source["format"], expected_counts, max_bytes)
     files: dict[str, Path] = {}
     origins: dict[str, str] = {}
     recorded: dict[str, dict[str, str | None]] = {}
@@ -336,7 +338,7 @@ def _try_source(
         files[role], origins[role] = target, where
         recorded[role] = {"name": entry["name"], "sha256": actual}
     try:
-        arrays = read_source_arrays(source["format"], files, expected_counts, origins)
+        arrays = read_source_arrays(source["format"], files, expected_counts, origins, max_bytes)
         validate_arrays(arrays, expected_counts)
     except DatasetError as error:
         raise SourceFailed(f"delivered files that do not decode: {error}") from None
@@ -411,8 +413,10 @@ def download_dataset(
     timeout: float,
     attempts: int,
     backoff_seconds: float,
+    max_megabytes: float | None = None,
 ) -> dict[str, Any]:
-    """Fetch the dataset from the first source whose files all verify.
+    """Fetch the dataset from the first source whose files all verify (each file bounded by
+    the counts, or by ``max_megabytes`` for the arrays together).
 
     The verified files and ``record_path`` (source.json: which source, each file's sha256, the
     content identity) fill the folder ``record_path`` lies in; returns the record. That folder
@@ -421,6 +425,8 @@ def download_dataset(
     entry: dict[str, Any] = {"sources": sources, "content_sha256": content_sha256}
     if expected_counts is not None:
         entry["counts"] = expected_counts
+    if max_megabytes is not None:
+        entry["max_megabytes"] = max_megabytes
     check_dataset_entry(dataset, entry)
     record_path = Path(record_path)
     for index, source in enumerate(sources):
@@ -445,6 +451,7 @@ def download_dataset(
                 timeout,
                 attempts,
                 backoff_seconds,
+                max_bytes_of(max_megabytes),
             )
             record = {
                 "dataset": dataset,
@@ -500,6 +507,7 @@ def main(argv: list[str] | None = None) -> None:
             args.record,
             content_sha256=entry.get("content_sha256"),
             expected_counts=entry.get("counts"),
+            max_megabytes=entry.get("max_megabytes"),
             timeout=settings["timeout"],
             attempts=settings["attempts"],
             backoff_seconds=settings["backoff_seconds"],
