@@ -13,6 +13,11 @@ rule check_model:
         model=lambda wildcards: model_spec(wildcards.model),
         model_sha256=lambda wildcards: MODEL_SHA256[model_spec(wildcards.model)],
         compile=config["compile"],
-        code=code("check_model.py"),
+        # models/ is a subpackage, which code() does not follow by itself
+        code=code(
+            "check_model.py",
+            f"{PACKAGE_ROOT}/keras_repro/models/__init__.py",
+            f"{PACKAGE_ROOT}/keras_repro/models/check.py",
+        ),
     script:
         "../scripts/check_model.py"

@@ -16,10 +16,19 @@ from keras_repro.config import load_schema
 pytestmark = pytest.mark.workflow
 
 TRAINING = ("train", "train_unseeded", "train_nondeterministic")
-EVERYTHING = ("download", "build_dataset", *TRAINING, "initializers", "compare", "verdict")
-FROM_DATA = ("download", "build_dataset", *TRAINING, "compare", "verdict")
-FROM_BUILD = ("build_dataset", *TRAINING, "compare", "verdict")
+EVERYTHING = (
+    "download",
+    "build_dataset",
+    "check_model",
+    *TRAINING,
+    "initializers",
+    "compare",
+    "verdict",
+)
+FROM_DATA = ("download", "build_dataset", "check_model", *TRAINING, "compare", "verdict")
+FROM_BUILD = ("build_dataset", "check_model", *TRAINING, "compare", "verdict")
 FROM_TRAIN = (*TRAINING, "compare", "verdict")
+FROM_MODEL = ("check_model", *TRAINING, "compare", "verdict")
 FROM_SEEDED_TRAIN = ("train", "compare", "verdict")
 FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", "compare", "verdict")
 FROM_INITIALIZERS = ("initializers", "compare", "verdict")
@@ -32,6 +41,12 @@ CONFIG_RERUNS = [
     ("subset.train, subset.test", "subset={train: 100}", FROM_BUILD),
     ("seeds", "seeds=[812,42,7]", FROM_SEEDED_TRAIN),
     ("repeats", "repeats=3", FROM_SEEDED_TRAIN),
+    ("model", "model=batchnorm_cnn", FROM_MODEL),
+    (
+        "compile.optimizer, .learning_rate, .loss, .metrics, .jit_compile",
+        "compile={optimizer: sgd, learning_rate: 0.01}",
+        FROM_MODEL,
+    ),
     ("epochs", "epochs=2", FROM_TRAIN),
     ("batch_size", "batch_size=32", FROM_TRAIN),
     ("threads", "threads=2", FROM_TRAIN),
@@ -66,6 +81,13 @@ CONFIG_RERUNS = [
 # Which config keys each row covers (a test checks that every key of the schema is covered).
 CONFIG_KEYS = {
     "dataset": ["dataset"],
+    "compile.optimizer, .learning_rate, .loss, .metrics, .jit_compile": [
+        "compile.optimizer",
+        "compile.learning_rate",
+        "compile.loss",
+        "compile.metrics",
+        "compile.jit_compile",
+    ],
     "subset.train, subset.test": ["subset.train", "subset.test"],
     "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
     "perturb.seed, .repeat, .step, .variable": [
@@ -88,6 +110,7 @@ CONFIG_KEYS = {
 FILE_RERUNS = [
     ("scripts/download.py", FROM_DATA),
     ("scripts/build_dataset.py", FROM_BUILD),
+    ("scripts/check_model.py", FROM_MODEL),
     ("scripts/train.py", FROM_TRAIN),
     ("scripts/initializers.py", FROM_INITIALIZERS),
     ("scripts/compare.py", FROM_COMPARE),
@@ -106,6 +129,15 @@ FILE_RERUNS = [
     ("src/keras_repro/gpus.py", FROM_TRAIN),
     ("src/keras_repro/settings.py", FROM_TRAIN),
     ("src/keras_repro/trace.py", FROM_TRAIN),
+    ("src/keras_repro/unsupported.py", FROM_TRAIN),
+    # the model in use (its file's sha256 is a run setting), and another model's file
+    ("src/keras_repro/models/recipe.py", FROM_MODEL),
+    ("src/keras_repro/models/batchnorm_cnn.py", NOTHING),
+    ("src/keras_repro/models/lstm_rows.py", NOTHING),
+    ("src/keras_repro/models/upsampling_cnn.py", NOTHING),
+    ("src/keras_repro/models/attention.py", NOTHING),
+    ("src/keras_repro/models/__init__.py", FROM_MODEL),
+    ("src/keras_repro/models/check.py", FROM_MODEL),
     ("src/keras_repro/diagnosis.py", FROM_COMPARE),
     ("src/keras_repro/reference.py", FROM_COMPARE),
     ("src/keras_repro/render.py", FROM_COMPARE),
@@ -127,6 +159,7 @@ FILE_RERUNS = [
     ("rules/common.smk", NOTHING),
     ("rules/data.smk", NOTHING),
     ("rules/train.smk", NOTHING),
+    ("rules/models.smk", NOTHING),
     ("rules/report.smk", NOTHING),
     ("rules/reference.smk", NOTHING),
     ("report/workflow.rst", NOTHING),
