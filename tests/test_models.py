@@ -70,6 +70,15 @@ REFUSED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def fresh_keras_names():
+    """Models built here would number the layers of models built later in this process."""
+    yield
+    import keras
+
+    keras.utils.clear_session()
+
+
 def write_model(folder: Path, source: str, name: str = "model.py") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

@@ -65,9 +65,9 @@ def _recipe() -> ModelEntry:
     return ModelEntry(
         "recipe",
         recipe.build_model,
-        recipe.prepare_batch,
-        Path(recipe.__file__),
-        recipe.input_problem,
+        preprocess=recipe.prepare_batch,
+        source=Path(recipe.__file__),
+        input_problem=recipe.input_problem,
     )
 
 
