@@ -12,10 +12,12 @@ wildcard_constraints:
     repeat=r"\d+",
     process=r"\d+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/models.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
 include: "rules/reference.smk"

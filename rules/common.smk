@@ -17,6 +17,7 @@ os.environ.update(
 from snakemake.logging import logger
 
 from keras_repro.config import ConfigError, validate_config
+from keras_repro.models import model_name, model_sha256, spec_problem
 from keras_repro.processes import stale_lock_hint
 from keras_repro.provenance import code_digest
 from keras_repro.settings import run_config
@@ -26,6 +27,14 @@ try:
     config.update(validate_config(config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# Cheap checks of the model here (a file that is not there); check_model builds it.
+if problem := spec_problem(config["model"]):
+    raise WorkflowError(problem)
+# The model by its name in paths; each file's sha256 is a run setting (an edit retrains).
+MODELS = {model_name(config["model"]): config["model"]}
+MODEL_SHA256 = {spec: model_sha256(spec) for spec in MODELS.values()}
+
 
 if config["reference"] is not None:
     if not (Path(config["reference"]) / "reference.json").is_file():
@@ -91,6 +100,15 @@ def dataset_entry(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def model_spec(name):
+    return MODELS[name]
+
+
+def model_check():
+    """The model's check (model.json), which every training rule takes as input."""
+    return f"results/models/{model_name(config['model'])}/model.json"
+
+
 def dataset_file():
     return f"results/data/{config['dataset']}/dataset.npz"
 
@@ -136,6 +154,7 @@ def training_params(arm):
         arm=arm,
         op_determinism=arm != "nondeterministic",
         settings=run_config(config),
+        model_sha256=MODEL_SHA256[config["model"]],
         code=code("train.py", "keras_repro.train"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),

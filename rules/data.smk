@@ -12,6 +12,7 @@ rule download:
         sources=lambda wildcards: dataset_entry(wildcards)["sources"],
         content_sha256=lambda wildcards: dataset_entry(wildcards).get("content_sha256"),
         counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
+        max_megabytes=lambda wildcards: dataset_entry(wildcards).get("max_megabytes"),
         timeout=operational(config["download"]["timeout"]),
         attempts=operational(config["download"]["attempts"]),
         backoff_seconds=operational(config["download"]["backoff_seconds"]),
@@ -33,6 +34,7 @@ rule build_dataset:
     params:
         subset=config["subset"],
         counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
+        max_megabytes=lambda wildcards: dataset_entry(wildcards).get("max_megabytes"),
         code=code("build_dataset.py"),
     script:
         "../scripts/build_dataset.py"

@@ -3,6 +3,7 @@ rule train:
     input:
         dataset=dataset_file(),
         manifest=dataset_manifest(),
+        model=model_check(),
     output:
         record="results/runs/seed{seed}/repeat{repeat}/history.json",
         trace="results/runs/seed{seed}/repeat{repeat}/trace.npz",

@@ -10,4 +10,5 @@ build_dataset(
     snakemake.output.manifest,
     subset=snakemake.params.subset,
     expected_counts=snakemake.params.counts,
+    max_megabytes=snakemake.params.max_megabytes,
 )

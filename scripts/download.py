@@ -10,6 +10,7 @@ download_dataset(
     snakemake.output.source,
     content_sha256=snakemake.params.content_sha256,
     expected_counts=snakemake.params.counts,
+    max_megabytes=snakemake.params.max_megabytes,
     timeout=snakemake.params.timeout,
     attempts=snakemake.params.attempts,
     backoff_seconds=snakemake.params.backoff_seconds,

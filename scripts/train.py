@@ -38,6 +38,7 @@ train_in_fresh_process(
         perturb_variable=params.perturb["variable"] if params.perturb else None,
         dataset_sha256=recorded_sha256(snakemake.input.manifest),
         data_spec=recorded_spec(snakemake.input.manifest),
+        model_sha256=params.model_sha256,
     ),
     runs_per_gpu=params.runs_per_gpu,
     gpu_lock_dir=params.gpu_lock_dir,

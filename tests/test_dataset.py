@@ -62,10 +62,13 @@ def test_malformed_idx_is_refused(raw, problem):
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (lambda a: a.update(train_labels=np.full_like(a["train_labels"], 10)), "10 found"),
-        (lambda a: a.update(test_images=a["test_images"][:, :27]), r"\(N, 28, 28\)"),
-        (lambda a: a.update(train_labels=a["train_labels"][:-1]), "300 images but 299 labels"),
-        (lambda a: a.update(test_images=a["test_images"].astype(np.float32)), "uint8"),
+        (lambda a: a.update(train_labels=np.full(300, -1, np.int8)), "-1 found"),
+        (lambda a: a.update(test_images=a["test_images"][:, :27]), "one sample shape"),
+        (lambda a: a.update(train_labels=a["train_labels"][:-1]), "300 examples but 299 labels"),
+        (lambda a: a.update(test_images=a["test_images"].astype(np.int32)), "uint8 or float"),
+        (lambda a: a.update(test_labels=a["test_labels"].astype(np.float32)), "integers"),
+        (lambda a: a.update(train_images=np.full((300, 4), np.nan, np.float32)), "NaN"),
+        (lambda a: a.update(train_images=a["train_images"][:, 0, 0]), r"a shape per example"),
     ],
 )
 def test_invalid_arrays_are_refused(arrays, change, problem):
@@ -138,3 +141,58 @@ def test_download_changed_after_verification_is_refused(tmp_path, download_dir, 
 
 def test_content_identity_ignores_compression(arrays):
     assert content_identity(arrays) == content_identity({k: v.copy() for k, v in arrays.items()})
+
+
+def other_data(n_train: int = 60, n_test: int = 30) -> dict[str, np.ndarray]:
+    """Not MNIST: vectors of 20 floats, int64 labels of 3 classes."""
+    rng = np.random.default_rng(1)
+    return {
+        f"{split}_{kind}": (
+            rng.normal(size=(n, 20)).astype(np.float32)
+            if kind == "images"
+            else rng.integers(0, 3, n)
+        )
+        for split, n in (("train", n_train), ("test", n_test))
+        for kind in ("images", "labels")
+    }
+
+
+def test_any_npz_in_keras_layout_builds_and_states_its_spec(tmp_path):
+    arrays = other_data()
+    record = download_local(tmp_path, arrays, "npz", "vectors")
+    manifest = build_dataset(record, tmp_path / "d.npz", tmp_path / "m.json", {})
+    assert manifest["spec"] == {"input_shape": [20], "num_classes": 3}
+    loaded = load_dataset(tmp_path / "d.npz")
+    assert loaded["train_images"].dtype == np.float32 and loaded["train_labels"].dtype == np.int64
+    np.testing.assert_array_equal(loaded["test_images"], arrays["test_images"])
+
+
+def test_data_larger_than_mnist_needs_max_megabytes(tmp_path):
+    """The counts bound 784 bytes per example (MNIST's); bigger examples need the entry's
+    max_megabytes, which bounds the arrays together instead."""
+    rng = np.random.default_rng(2)
+    arrays = {
+        "train_images": rng.random((40, 16, 16, 3)).astype(np.float32),  # 3 KB an example
+        "train_labels": rng.integers(0, 5, 40).astype(np.uint8),
+        "test_images": rng.random((10, 16, 16, 3)).astype(np.float32),
+        "test_labels": rng.integers(0, 5, 10).astype(np.uint8),
+    }
+    folder = tmp_path / "source"
+    files = write_keras_npz(arrays, folder / "colour.npz")
+    source = {"name": "local", "format": "npz", "location": str(folder), "files": files}
+    counts = {"train": 40, "test": 10}
+    options = {"expected_counts": counts, "timeout": 5, "attempts": 1, "backoff_seconds": 0}
+    with pytest.raises(Exception, match=r"set the dataset's max_megabytes"):
+        download_dataset("colour", [source], tmp_path / "a/source.json", **options)
+    with pytest.raises(Exception, match=r"more than the .* max_megabytes allows"):
+        download_dataset(
+            "colour", [source], tmp_path / "b/source.json", max_megabytes=0.1, **options
+        )
+    record = download_dataset(
+        "colour", [source], tmp_path / "c/source.json", max_megabytes=1, **options
+    )
+    manifest = build_dataset(
+        tmp_path / "c/source.json", tmp_path / "d.npz", tmp_path / "m.json", {}, counts, 1
+    )
+    assert record["format"] == "npz"
+    assert manifest["spec"] == {"input_shape": [16, 16, 3], "num_classes": 5}

@@ -18,10 +18,19 @@ from keras_repro.settings import run_setting_keys
 pytestmark = pytest.mark.workflow
 
 TRAINING = ("train", "train_unseeded", "train_nondeterministic")
-EVERYTHING = ("download", "build_dataset", *TRAINING, "initializers", "compare", "verdict")
-FROM_DATA = ("download", "build_dataset", *TRAINING, "compare", "verdict")
-FROM_BUILD = ("build_dataset", *TRAINING, "compare", "verdict")
+EVERYTHING = (
+    "download",
+    "build_dataset",
+    "check_model",
+    *TRAINING,
+    "initializers",
+    "compare",
+    "verdict",
+)
+FROM_DATA = ("download", "build_dataset", "check_model", *TRAINING, "compare", "verdict")
+FROM_BUILD = ("build_dataset", "check_model", *TRAINING, "compare", "verdict")
 FROM_TRAIN = (*TRAINING, "compare", "verdict")
+FROM_MODEL = ("check_model", *TRAINING, "compare", "verdict")
 FROM_SEEDED_TRAIN = ("train", "compare", "verdict")
 FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", "compare", "verdict")
 FROM_INITIALIZERS = ("initializers", "compare", "verdict")
@@ -32,7 +41,7 @@ NOTHING = ()
 def run_setting_reruns() -> tuple[list[tuple[str, str, tuple[str, ...]]], dict[str, list[str]]]:
     """A row for every run setting of the schema (``x-run-setting``), its override the schema's
     first example: a new per-run knob is covered by its schema entry alone. Every run setting
-    retrains every run."""
+    retrains every run; the model's are checked again first."""
     rows, keys = [], {}
     for key in run_setting_keys(SCHEMA):
         subschema = SCHEMA["properties"][key]
@@ -41,14 +50,15 @@ def run_setting_reruns() -> tuple[list[tuple[str, str, tuple[str, ...]]], dict[s
         leaves = [f"{key}.{leaf}" for leaf in subschema.get("properties", {})] or [key]
         change = ", ".join(leaves)
         example = yaml.safe_dump(subschema["examples"][0], default_flow_style=True, width=1000)
-        rows.append(
-            (change, f"{key}={example.removesuffix(chr(10) + '...' + chr(10)).strip()}", FROM_TRAIN)
-        )
+        rules = FROM_MODEL if key in CHECKED_BY_CHECK_MODEL else FROM_TRAIN
+        override = f"{key}={example.removesuffix(chr(10) + '...' + chr(10)).strip()}"
+        rows.append((change, override, rules))
         keys[change] = leaves
     return rows, keys
 
 
 SCHEMA = load_schema()
+CHECKED_BY_CHECK_MODEL = ("model", "compile")
 RUN_SETTING_RERUNS, RUN_SETTING_KEYS = run_setting_reruns()
 # (what changes, the --config override a dry run applies, the rules it plans)
 CONFIG_RERUNS = [
@@ -110,6 +120,7 @@ CONFIG_KEYS = {
 FILE_RERUNS = [
     ("scripts/download.py", FROM_DATA),
     ("scripts/build_dataset.py", FROM_BUILD),
+    ("scripts/check_model.py", FROM_MODEL),
     ("scripts/train.py", FROM_TRAIN),
     ("scripts/initializers.py", FROM_INITIALIZERS),
     ("scripts/compare.py", FROM_COMPARE),
@@ -135,6 +146,15 @@ FILE_RERUNS = [
     ("src/keras_repro/trace.py", FROM_TRAIN),
     ("src/keras_repro/progress.py", FROM_TRAIN),
     ("src/keras_repro/progress_callback.py", FROM_TRAIN),
+    ("src/keras_repro/unsupported.py", FROM_TRAIN),
+    # the model in use (its file's sha256 is a run setting), and another model's file
+    ("src/keras_repro/models/recipe.py", FROM_MODEL),
+    ("src/keras_repro/models/batchnorm_cnn.py", NOTHING),
+    ("src/keras_repro/models/lstm_rows.py", NOTHING),
+    ("src/keras_repro/models/upsampling_cnn.py", NOTHING),
+    ("src/keras_repro/models/attention.py", NOTHING),
+    ("src/keras_repro/models/__init__.py", FROM_MODEL),
+    ("src/keras_repro/models/check.py", FROM_MODEL),
     ("src/keras_repro/diagnosis.py", FROM_COMPARE),
     ("src/keras_repro/reference.py", FROM_COMPARE),
     ("src/keras_repro/render.py", FROM_COMPARE),
@@ -162,6 +182,7 @@ FILE_RERUNS = [
     ("rules/common.smk", NOTHING),
     ("rules/data.smk", NOTHING),
     ("rules/train.smk", NOTHING),
+    ("rules/models.smk", NOTHING),
     ("rules/report.smk", NOTHING),
     ("rules/reference.smk", NOTHING),
     ("report/workflow.rst", NOTHING),

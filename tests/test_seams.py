@@ -205,7 +205,7 @@ def test_a_user_model_file_is_built_and_its_steps_are_traced(tmp_path, kind):
         ("nowhere/model.py:build", r"nowhere/model\.py does not exist"),
         ("EXISTING:missing", r"has no function 'missing'"),
         ("BROKEN:build", r"importing .* failed: ZeroDivisionError: division by zero"),
-        ("resnet", r"not a known model \(recipe\) nor path/to/file\.py:function"),
+        ("resnet", r"not a known model \(recipe, batchnorm_cnn, .*\) nor path/to/file\.py:func"),
     ],
 )
 def test_a_model_that_cannot_be_found_is_named(tmp_path, spec, message):

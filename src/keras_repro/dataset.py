@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from keras_repro.decoding import (
-    IMAGE_SHAPE,
     DatasetError,
     encode_idx,
+    max_bytes_of,
     read_npz_arrays,
     read_source_arrays,
 )
@@ -31,38 +31,72 @@ from keras_repro.files import atomic_write, path_inside, write_json_atomic
 from keras_repro.logs import configure_logging
 from keras_repro.roles import NPZ_KEYS, ROLES
 
-NUM_CLASSES = 10
 # A zip entry's timestamp is part of its bytes; a fixed one makes rebuilds byte-identical.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def content_identity(arrays: dict[str, np.ndarray]) -> dict[str, str]:
-    """sha256 of each array's uncompressed IDX encoding: equal from every mirror and format."""
-    return {role: hashlib.sha256(encode_idx(arrays[role])).hexdigest() for role in ROLES}
+    """sha256 of each array's uncompressed IDX encoding (uint8 arrays, as in MNIST), or of
+    its .npy encoding (other dtypes): equal from every mirror and format."""
+    return {role: array_identity(arrays[role]) for role in ROLES}
+
+
+def array_identity(array: np.ndarray) -> str:
+    if array.dtype == np.uint8:
+        return hashlib.sha256(encode_idx(array)).hexdigest()
+    buffer = io.BytesIO()
+    little_endian = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    np.lib.format.write_array(buffer, np.ascontiguousarray(little_endian), allow_pickle=False)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def validate_arrays(
     arrays: dict[str, np.ndarray], expected_counts: dict[str, int] | None = None
 ) -> None:
-    """28×28 uint8 images, uint8 labels 0–9, one label per image, the promised counts."""
+    """What any data needs: inputs uint8 or float (finite), one sample shape in both splits,
+    one integer label >= 0 per example, the promised counts. MNIST is 28×28 uint8 images."""
+    shapes = {}
     for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        inputs, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        _check_inputs(split, inputs)
+        shapes[split] = inputs.shape[1:]
+        _check_labels(split, labels)
+        if len(inputs) != len(labels):
+            raise DatasetError(f"{split}: {len(inputs)} examples but {len(labels)} labels")
+        if expected_counts and expected_counts.get(split) not in (None, len(inputs)):
             raise DatasetError(
-                f"{split} images: expected uint8 (N, 28, 28), got {images.dtype} {images.shape}"
+                f"{split}: {len(inputs)} examples, the dataset promises {expected_counts[split]}"
             )
-        if labels.dtype != np.uint8 or labels.ndim != 1:
-            raise DatasetError(
-                f"{split} labels: expected uint8 (N,), got {labels.dtype} {labels.shape}"
-            )
-        if len(images) != len(labels):
-            raise DatasetError(f"{split}: {len(images)} images but {len(labels)} labels")
-        if labels.size and labels.max() >= NUM_CLASSES:
-            raise DatasetError(f"{split} labels: {int(labels.max())} found, expected 0–9")
-        if expected_counts and expected_counts.get(split) not in (None, len(images)):
-            raise DatasetError(
-                f"{split}: {len(images)} examples, the dataset promises {expected_counts[split]}"
-            )
+    if shapes["train"] != shapes["test"]:
+        raise DatasetError(
+            f"train examples are shaped {shapes['train']}, test examples {shapes['test']}: "
+            "both splits need one sample shape"
+        )
+
+
+def _check_inputs(split: str, inputs: np.ndarray) -> None:
+    if inputs.dtype != np.uint8 and inputs.dtype.kind != "f":
+        raise DatasetError(
+            f"{split} inputs: expected uint8 or float, got {inputs.dtype} {inputs.shape}"
+        )
+    if inputs.ndim < 2:
+        raise DatasetError(
+            f"{split} inputs: expected (N, ...) with a shape per example (e.g. (N, 28, 28) "
+            f"images, (N, 20) vectors), got {inputs.shape}"
+        )
+    if inputs.dtype.kind == "f" and inputs.size and not np.isfinite(inputs).all():
+        raise DatasetError(f"{split} inputs: hold NaN or infinite values")
+
+
+def _check_labels(split: str, labels: np.ndarray) -> None:
+    if labels.dtype.kind not in "ui" or labels.ndim != 1:
+        raise DatasetError(
+            f"{split} labels: expected integers (N,), got {labels.dtype} {labels.shape}"
+        )
+    if labels.size and labels.min() < 0:
+        raise DatasetError(
+            f"{split} labels: {int(labels.min())} found, expected class numbers >= 0"
+        )
 
 
 def take_subset(
@@ -94,8 +128,9 @@ def write_npz_deterministic(arrays: dict[str, np.ndarray], path: Path) -> None:
 
 
 def load_dataset(path: Path) -> dict[str, np.ndarray]:
-    """The dataset file as arrays by role (the training runs' one way in)."""
-    return read_npz_arrays(Path(path))
+    """The dataset file as arrays by role (the training runs' one way in): build_dataset's
+    own file, bounded by its size."""
+    return read_npz_arrays(Path(path), max_bytes=Path(path).stat().st_size)
 
 
 def data_spec(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -135,6 +170,7 @@ def build_dataset(
     manifest_path: Path,
     subset: dict[str, int | None],
     expected_counts: dict[str, int] | None = None,
+    max_megabytes: float | None = None,
 ) -> dict[str, Any]:
     """Decode the downloaded source, validate it, take the subset, write dataset + manifest."""
     source_record = Path(source_record)
@@ -143,7 +179,9 @@ def build_dataset(
         role: path_inside(source_record.parent, entry["name"])
         for role, entry in source["files"].items()
     }
-    arrays = read_source_arrays(source["format"], files, expected_counts)
+    arrays = read_source_arrays(
+        source["format"], files, expected_counts, max_bytes=max_bytes_of(max_megabytes)
+    )
     validate_arrays(arrays, expected_counts)
     identity = content_identity(arrays)
     if identity != source["content_sha256"]:
@@ -177,7 +215,7 @@ def build_dataset(
         "preprocessing": {
             "subset": {"train": subset.get("train"), "test": subset.get("test")},
             "description": "first N examples of each split, in the source's order; "
-            "pixels kept as uint8 (scaling happens in the training pipeline)",
+            "arrays kept as stored (the recipe's model scales its images in its pipeline)",
         },
     }
     write_npz_deterministic(keyed, dataset_path)

@@ -47,25 +47,47 @@ def array_bytes(role: str, examples: int) -> int:
     return examples * (IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if role.endswith("images") else 1)
 
 
-def max_array_bytes(role: str, expected_counts: dict[str, int] | None) -> int:
+def max_array_bytes(
+    role: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+) -> int:
+    """The bound on one array: ``max_bytes`` (the dataset's max_megabytes) when given, else
+    what the counts allow 28×28 uint8 images."""
+    if max_bytes is not None:
+        return max_bytes
     return array_bytes(role, max_examples(expected_counts, role.split("_")[0]))
 
 
-def max_idx_bytes(role: str, expected_counts: dict[str, int] | None) -> int:
+def max_bytes_of(max_megabytes: float | None) -> int | None:
+    """A dataset entry's ``max_megabytes`` in bytes (None: the counts' bound)."""
+    return None if max_megabytes is None else int(max_megabytes * 1_000_000)
+
+
+def max_idx_bytes(
+    role: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+) -> int:
     """The size of the uncompressed IDX file of ``role``: exact when the count is given."""
-    return IDX_HEADER_BYTES[role.split("_")[1]] + max_array_bytes(role, expected_counts)
+    return IDX_HEADER_BYTES[role.split("_")[1]] + max_array_bytes(role, expected_counts, max_bytes)
 
 
 def _compressed_bound(size: int) -> int:
     return size + size // 100 + COMPRESSION_SLACK
 
 
-def max_file_sizes(fmt: str, expected_counts: dict[str, int] | None) -> dict[str, int]:
-    """The most bytes each file of a source of ``fmt`` may hold, by role."""
+def max_file_sizes(
+    fmt: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+) -> dict[str, int]:
+    """The most bytes each file of a source of ``fmt`` may hold, by role (``max_bytes``: the
+    four arrays together, the dataset's max_megabytes)."""
     if fmt == "idx":
-        return {role: _compressed_bound(max_idx_bytes(role, expected_counts)) for role in ROLES}
+        return {
+            role: _compressed_bound(max_idx_bytes(role, expected_counts, max_bytes))
+            for role in ROLES
+        }
     if fmt == "npz":
-        members = sum(NPY_HEADER_LIMIT + max_array_bytes(r, expected_counts) for r in ROLES)
+        if max_bytes is not None:
+            members = 4 * NPY_HEADER_LIMIT + max_bytes
+        else:
+            members = sum(NPY_HEADER_LIMIT + max_array_bytes(r, expected_counts) for r in ROLES)
         return {"archive": _compressed_bound(members) + COMPRESSION_SLACK}
     raise DatasetError(f"unknown source format {fmt!r}; known: npz, idx")
 
@@ -141,10 +163,26 @@ def _read_npy(member: Any, size: int, where: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
 
 
+def check_total_size(entries: dict[str, Any], where: str, max_bytes: int | None) -> None:
+    """Refuse an npz whose four arrays together inflate past ``max_bytes``."""
+    if max_bytes is None:
+        return
+    total = sum(entries[f"{key}.npy"].file_size for key in NPZ_KEYS.values())
+    if total > max_bytes + 4 * NPY_HEADER_LIMIT:
+        raise DatasetError(
+            f"{where}: its arrays inflate to {human_size(total)}, more than the "
+            f"{human_size(max_bytes)} the dataset's max_megabytes allows"
+        )
+
+
 def read_npz_arrays(
-    path: Path, expected_counts: dict[str, int] | None = None, where: str | None = None
+    path: Path,
+    expected_counts: dict[str, int] | None = None,
+    where: str | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """The four arrays of a Keras-style npz; each entry's size is checked before it is read."""
+    """The four arrays of a Keras-style npz; each entry's size is checked before it is read
+    (``max_bytes``: the most the four may hold together; else the counts' bound)."""
     where = where or str(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -153,14 +191,21 @@ def read_npz_arrays(
             if missing:
                 has = sorted(name.removesuffix(".npy") for name in entries)
                 raise DatasetError(f"{where}: missing arrays {missing} (has {has})")
+            check_total_size(entries, where, max_bytes)
             arrays = {}
             for role, key in NPZ_KEYS.items():
                 info = entries[f"{key}.npy"]
-                bound = NPY_HEADER_LIMIT + max_array_bytes(role, expected_counts)
+                bound = NPY_HEADER_LIMIT + max_array_bytes(role, expected_counts, max_bytes)
                 if info.file_size > bound:
+                    allowed = (
+                        "max_megabytes allows"
+                        if max_bytes
+                        else "counts allow (784 bytes per example: for other data, set the "
+                        "dataset's max_megabytes)"
+                    )
                     raise DatasetError(
                         f"{where}: {key} inflates to {human_size(info.file_size)}, more than "
-                        f"the {human_size(bound)} the dataset's counts allow"
+                        f"the {human_size(bound)} the dataset's {allowed}"
                     )
                 with archive.open(info) as member:
                     arrays[role] = _read_npy(member, info.file_size, f"{where}: {key}")
@@ -206,6 +251,7 @@ def read_source_arrays(
     files: dict[str, Path],
     expected_counts: dict[str, int] | None = None,
     shown: dict[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Arrays by role from a source's files: ``{"archive": npz}`` or one IDX .gz per role.
 
@@ -214,10 +260,12 @@ def read_source_arrays(
     """
     shown = shown or {role: str(path) for role, path in files.items()}
     if fmt == "npz":
-        return read_npz_arrays(files["archive"], expected_counts, shown["archive"])
+        return read_npz_arrays(files["archive"], expected_counts, shown["archive"], max_bytes)
     if fmt == "idx":
         return {
-            role: read_idx_gz(files[role], max_idx_bytes(role, expected_counts), shown[role])
+            role: read_idx_gz(
+                files[role], max_idx_bytes(role, expected_counts, max_bytes), shown[role]
+            )
             for role in ROLES
         }
     raise DatasetError(f"unknown source format {fmt!r}; known: npz, idx")

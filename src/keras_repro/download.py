@@ -24,7 +24,7 @@ from typing import Any
 
 from keras_repro.config import ConfigError, check_dataset_entry, defaults, load_config
 from keras_repro.dataset import content_identity, validate_arrays
-from keras_repro.decoding import DatasetError, max_file_sizes, read_source_arrays
+from keras_repro.decoding import DatasetError, max_bytes_of, max_file_sizes, read_source_arrays
 from keras_repro.downloaders import SourceFailed, fetch_file, file_location
 from keras_repro.errors import ReproError
 from keras_repro.files import path_inside, staging_dir, write_json_atomic
@@ -56,8 +56,9 @@ def _try_source(
     timeout: float,
     attempts: int,
     backoff_seconds: float,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
-    limits = max_file_sizes(source["format"], expected_counts)
+    limits = max_file_sizes(source["format"], expected_counts, max_bytes)
     files: dict[str, Path] = {}
     origins: dict[str, str] = {}
     recorded: dict[str, dict[str, str | None]] = {}
@@ -76,7 +77,7 @@ def _try_source(
         files[role], origins[role] = target, where
         recorded[role] = {"name": entry["name"], "sha256": actual}
     try:
-        arrays = read_source_arrays(source["format"], files, expected_counts, origins)
+        arrays = read_source_arrays(source["format"], files, expected_counts, origins, max_bytes)
         validate_arrays(arrays, expected_counts)
     except DatasetError as error:
         raise SourceFailed(f"delivered files that do not decode: {error}") from None
@@ -151,8 +152,10 @@ def download_dataset(
     timeout: float,
     attempts: int,
     backoff_seconds: float,
+    max_megabytes: float | None = None,
 ) -> dict[str, Any]:
-    """Fetch the dataset from the first source whose files all verify.
+    """Fetch the dataset from the first source whose files all verify (each file bounded by
+    the counts, or by ``max_megabytes`` for the arrays together).
 
     The verified files and ``record_path`` (source.json: which source, each file's sha256, the
     content identity) fill the folder ``record_path`` lies in; returns the record. That folder
@@ -161,6 +164,8 @@ def download_dataset(
     entry: dict[str, Any] = {"sources": sources, "content_sha256": content_sha256}
     if expected_counts is not None:
         entry["counts"] = expected_counts
+    if max_megabytes is not None:
+        entry["max_megabytes"] = max_megabytes
     check_dataset_entry(dataset, entry)
     record_path = Path(record_path)
     for index, source in enumerate(sources):
@@ -185,6 +190,7 @@ def download_dataset(
                 timeout,
                 attempts,
                 backoff_seconds,
+                max_bytes_of(max_megabytes),
             )
             record = {
                 "dataset": dataset,
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
             args.record,
             content_sha256=entry.get("content_sha256"),
             expected_counts=entry.get("counts"),
+            max_megabytes=entry.get("max_megabytes"),
             timeout=settings["timeout"],
             attempts=settings["attempts"],
             backoff_seconds=settings["backoff_seconds"],

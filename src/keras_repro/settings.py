@@ -60,6 +60,8 @@ class RunSettings:
     dataset_sha256: str | None = None  # refuse a dataset file with another sha256
     # The manifest's input shape and class count; None: taken from the dataset file's arrays.
     data_spec: dict[str, Any] | None = None
+    # The sha256 of the model's file (models.model_sha256): refuse a file edited since.
+    model_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
@@ -99,9 +101,19 @@ class RunSettings:
         return {**{k: v for k, v in identity.items() if k != "config"}, **self.config}
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
 def _option_type(schema: dict[str, Any]) -> Any:
     kinds = schema.get("type")
     kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if "array" in kinds:
+        return _option_type(schema.get("items", {}))
+    if "boolean" in kinds:
+        return _boolean
     return int if "integer" in kinds else float if "number" in kinds else str
 
 
@@ -142,6 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             option,
             dest=".".join(path),
             type=_option_type(leaf),
+            nargs="+" if leaf.get("type") == "array" else None,
             choices=leaf.get("enum"),
             help=" ".join(leaf.get("description", "").split()).replace("%", "%%"),
         )

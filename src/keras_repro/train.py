@@ -32,7 +32,7 @@ from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
 from keras_repro.logs import configure_logging
-from keras_repro.models import resolve_model
+from keras_repro.models import compile_arguments, load_model_entry
 from keras_repro.perturb import check_perturb_step, check_perturb_variable
 from keras_repro.pipelines import load_pipeline
 from keras_repro.progress_callback import Progress
@@ -46,9 +46,10 @@ from keras_repro.recording import (
 )
 from keras_repro.settings import RunSettings, add_arguments, from_arguments
 from keras_repro.trace import write_trace
+from keras_repro.unsupported import refuse_nondeterministic_op
 
 log = logging.getLogger(__name__)
-MODEL, PIPELINE = "recipe", "tfdata"
+PIPELINE = "tfdata"
 
 
 def train_and_record(
@@ -72,7 +73,7 @@ def train_and_record(
 
     arrays = load_dataset(dataset_path)
     spec = settings.data_spec or data_spec(arrays)
-    entry = resolve_model(MODEL)
+    entry = load_model_entry(settings["model"], settings.model_sha256)
     pipeline = load_pipeline(PIPELINE)
     train_data, test_data = pipeline.make_pipelines(
         arrays, settings["batch_size"], entry.preprocess
@@ -87,12 +88,7 @@ def train_and_record(
     # validation after every epoch, then evaluate()
     recorder = backend.make_step_recorder(epochs * steps_per_epoch, (epochs + 1) * test_steps)
     record_steps(model, recorder)
-    model.compile(
-        optimizer="adam",
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=False,
-    )
+    model.compile(**compile_arguments(settings["compile"]))
     watcher = EpochWatcher()
     weight_trace = WeightTrace(
         settings["trace"]["every_steps"],
@@ -101,15 +97,19 @@ def train_and_record(
         settings.perturb_variable,
     )
     verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(
-        train_data,
-        epochs=epochs,
-        validation_data=test_data,
-        callbacks=[watcher, weight_trace, Progress(settings)],
-        verbose=verbose,
-    )
-    evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
-    log.info("test accuracy: %.2f %%", 100 * evaluation["accuracy"])
+    try:
+        history = model.fit(
+            train_data,
+            epochs=epochs,
+            validation_data=test_data,
+            callbacks=[watcher, weight_trace, Progress(settings)],
+            verbose=verbose,
+        )
+        evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
+    except Exception as error:  # an op without a deterministic kernel is named, not a traceback
+        refuse_nondeterministic_op(error, settings.op_determinism)
+        raise
+    log.info("evaluate: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items()))
     write_trace(weight_trace.trace(recorder.step_losses()), trace_path)
 
     train_passes = pass_digests(recorder.train_batches(), steps_per_epoch)
@@ -135,7 +135,6 @@ def train_and_record(
         settings={
             **{k: v for k, v in settings.to_record().items() if k != "data_spec"},
             "perturb_variable": weight_trace.perturb_variable,
-            "model": entry.name,
             "dataset": str(dataset_path),
             "dataset_sha256": dataset_sha256,
             "train_examples": len(arrays["train_images"]),

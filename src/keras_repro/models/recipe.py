@@ -30,6 +30,17 @@ def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     )
 
 
+def input_problem(input_shape: tuple[int, ...]) -> str | None:
+    """The recipe's preprocessing takes (N, H, W) images: it adds the channel axis itself."""
+    if len(input_shape) == 2:
+        return None
+    return (
+        f"the recipe's CNN takes images shaped (N, height, width) (its preprocessing scales "
+        f"them, adds the channel axis and resizes to 32×32); this data's examples are shaped "
+        f"{tuple(input_shape)}. Train a model of your own on it (model: path/to/file.py:function)"
+    )
+
+
 def prepare_batch(images: Any, labels: Any) -> tuple[Any, Any]:
     """The recipe's preprocessing, a tf.data map: scale to [0, 1], add the channel axis,
     resize to 32×32."""
