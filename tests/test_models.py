@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, make_arrays, write_idx_files, write_keras_npz
-from test_reruns import planned_rules
-from workflows import snakemake
+from helpers import REPO
+from workflows import planned_rules, snakemake
 
 from keras_repro.config import defaults
 from keras_repro.dataset import content_identity
 from keras_repro.models import NAMES, ModelError
 from keras_repro.models.check import check_model
 from keras_repro.record import read_record
+from keras_repro.synthetic import make_arrays, write_idx_files, write_keras_npz
 from keras_repro.unsupported import (
     NoDeterministicKernel,
     op_without_deterministic_kernel,

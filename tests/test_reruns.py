@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import REPO
-from workflows import snakemake
+from workflows import planned_rules, snakemake
 
 from keras_repro.config import load_schema
 from keras_repro.settings import run_setting_keys
@@ -191,16 +191,6 @@ FILE_RERUNS = [
 WORKFLOW_SOURCES = ("Snakefile", "rules", "scripts", "src", "profiles", "report", "envs")
 TABLE_START = "<!-- rerun table: checked by tests/test_reruns.py -->"
 TABLE_END = "<!-- end of rerun table -->"
-
-
-def planned_rules(result) -> set[str]:
-    """The rules a dry run plans (from its job stats), without the target rule 'all'."""
-    assert result.returncode == 0, result.stdout
-    if "Nothing to be done" in result.stdout:
-        return set()
-    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
-    rules = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
-    return rules - {"all"}
 
 
 def copy_of_workflow(tmp_path: Path) -> Path:

@@ -81,3 +81,13 @@ def training_results(workdir: Path, runs: Sequence[str] | None = None) -> dict[s
             "final_weight_digest": record.final_weight_digest,
         }
     return results
+
+
+def planned_rules(result) -> set[str]:
+    """The rules a dry run plans (from its job stats), without the target rule 'all'."""
+    assert result.returncode == 0, result.stdout
+    if "Nothing to be done" in result.stdout:
+        return set()
+    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    rules = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    return rules - {"all"}
