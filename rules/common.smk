@@ -114,7 +114,7 @@ def training_params(arm):
         arm=arm,
         op_determinism=arm != "nondeterministic",
         settings=run_config(config),
-        code=code("train.py", "keras_repro.train"),
+        code=code("train.py", "keras_repro.train_cli"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),
     )

@@ -16,7 +16,6 @@ set before Python starts.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -30,7 +29,6 @@ from keras_repro.dataset import data_spec, load_dataset, verify_dataset_file
 from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
-from keras_repro.logs import configure_logging
 from keras_repro.models import resolve_model
 from keras_repro.pipelines import load_pipeline
 from keras_repro.record import RunRecord, write_record
@@ -41,11 +39,15 @@ from keras_repro.recording import (
     record_steps,
     weights_sha256,
 )
-from keras_repro.settings import RunSettings, add_arguments, from_arguments
+from keras_repro.settings import RunSettings
 from keras_repro.trace import write_trace
 
 log = logging.getLogger(__name__)
-MODEL, PIPELINE = "recipe", "tfdata"
+MODEL = "recipe"
+
+
+class BackendMismatch(ReproError):
+    """Keras was imported with another backend than the run's."""
 
 
 def train_and_record(
@@ -59,7 +61,14 @@ def train_and_record(
     """
     started = time.perf_counter()
     dataset_sha256 = verify_dataset_file(dataset_path, settings.dataset_sha256)
-    backend = load_backend(keras.backend.backend())
+    if keras.backend.backend() != settings.backend:
+        raise BackendMismatch(
+            f"the run trains on {settings.backend}, but Keras here runs "
+            f"{keras.backend.backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}): "
+            f"set KERAS_BACKEND={settings.backend} before Python starts (keras-repro-train "
+            "--backend and the launcher do)"
+        )
+    backend = load_backend(settings.backend)
     device_used = backend.configure(settings["threads"], settings["device"])
     keras.utils.set_random_seed(settings.seed)
     if settings.op_determinism:
@@ -70,14 +79,21 @@ def train_and_record(
     arrays = load_dataset(dataset_path)
     spec = settings.data_spec or data_spec(arrays)
     entry = resolve_model(MODEL)
-    pipeline = load_pipeline(PIPELINE)
+    pipeline = load_pipeline(settings["pipeline"])
+    # A pipeline that maps no preprocessing feeds a model that does its own.
+    build = entry.build
+    if not pipeline.MAPS_PREPROCESSING and entry.build_with_preprocessing is not None:
+        build = entry.build_with_preprocessing
     train_data, test_data = pipeline.make_pipelines(
-        arrays, settings["batch_size"], entry.preprocess
+        arrays,
+        settings["batch_size"],
+        entry.preprocess if pipeline.MAPS_PREPROCESSING else None,
+        settings.seed,
     )
     steps_per_epoch, test_steps = pipeline.steps(train_data), pipeline.steps(test_data)
     epochs = settings["epochs"]
 
-    model = entry.build(tuple(spec["input_shape"]), spec["num_classes"])
+    model = build(tuple(spec["input_shape"]), spec["num_classes"])
     # validation after every epoch, then evaluate()
     recorder = backend.make_step_recorder(epochs * steps_per_epoch, (epochs + 1) * test_steps)
     record_steps(model, recorder)
@@ -99,15 +115,19 @@ def train_and_record(
         train_data,
         epochs=epochs,
         validation_data=test_data,
-        callbacks=[watcher, weight_trace],
+        callbacks=[watcher, weight_trace, *pipeline.fit_callbacks(train_data, test_data)],
+        # The pipelines order the batches (Keras' shuffle of a PyDataset draws from `random`).
+        shuffle=False,
         verbose=verbose,
     )
     evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
     log.info("test accuracy: %.2f %%", 100 * evaluation["accuracy"])
     write_trace(weight_trace.trace(recorder.step_losses()), trace_path)
 
-    train_passes = pass_digests(recorder.train_batches(), steps_per_epoch)
-    test_passes = pass_digests(recorder.test_batches(), test_steps)
+    fed = pipeline.batch_fingerprints(train_data, test_data)
+    train_batches, test_batches = fed or (recorder.train_batches(), recorder.test_batches())
+    train_passes = pass_digests(train_batches, steps_per_epoch)
+    test_passes = pass_digests(test_batches, test_steps)
     record = RunRecord(
         seed=settings.seed,
         repeat=settings.repeat,
@@ -144,30 +164,7 @@ def train_and_record(
     return record
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Train once and write the run record (history.json) and step trace. Set "
-        "PYTHONHASHSEED (and KERAS_BACKEND) before starting Python, e.g. "
-        "PYTHONHASHSEED=812 keras-repro-train ..."
-    )
-    parser.add_argument("dataset", type=Path, help="dataset file written by build_dataset")
-    parser.add_argument("record", type=Path, help="run record to write (history.json)")
-    parser.add_argument(
-        "--trace", type=Path, help="step trace to write (default: trace.npz beside the record)"
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        train_and_record(
-            args.dataset,
-            args.record,
-            args.trace or args.record.with_name("trace.npz"),
-            from_arguments(args),
-        )
-    except ReproError as error:
-        parser.exit(1, f"error: {error}\n")
-
-
 if __name__ == "__main__":
+    from keras_repro.train_cli import main
+
     main()

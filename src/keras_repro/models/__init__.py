@@ -7,6 +7,7 @@ maps over each batch. The recipe's CNN is the first entry.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +29,20 @@ class ModelEntry:
     build: Builder
     # Applied to each (inputs, labels) batch by the tf.data pipeline; None feeds them as stored.
     preprocess: Callable[[Any, Any], tuple[Any, Any]] | None = None
+    # The model with that preprocessing as its first layers, for a pipeline that maps none
+    # (numpy); None: ``build``, fed the stored arrays cast to float32.
+    build_with_preprocessing: Builder | None = None
 
 
 def _recipe() -> ModelEntry:
     from keras_repro.models import recipe
 
-    return ModelEntry("recipe", recipe.build_model, recipe.prepare_batch)
+    return ModelEntry(
+        "recipe",
+        recipe.build_model,
+        recipe.prepare_batch,
+        functools.partial(recipe.build_model, preprocessing=True),
+    )
 
 
 REGISTRY: dict[str, Callable[[], ModelEntry]] = {"recipe": _recipe}
