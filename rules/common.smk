@@ -155,7 +155,7 @@ def training_params(arm):
         op_determinism=arm != "nondeterministic",
         settings=run_config(config),
         model_sha256=MODEL_SHA256[config["model"]],
-        code=code("train.py", "keras_repro.train"),
+        code=code("train.py", "keras_repro.train_cli"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),
     )

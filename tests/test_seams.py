@@ -19,6 +19,7 @@ from keras_repro.backends import BACKENDS, load_backend, result_fields
 from keras_repro.config import ConfigError
 from keras_repro.fingerprint import RESULT_FIELDS, can_change_results
 from keras_repro.models import ModelError, resolve_model
+from keras_repro.pipelines import PIPELINES, load_pipeline
 from keras_repro.settings import RunSettings, run_setting_keys, validate_run_config
 
 PACKAGE = REPO / "src/keras_repro"
@@ -86,7 +87,13 @@ def test_only_backends_pipelines_and_models_name_a_framework():
 @pytest.mark.parametrize("name", BACKENDS)
 def test_every_backend_has_the_same_functions(name):
     backend = load_backend(name)
-    for function in ("configure", "enable_determinism", "fingerprint", "make_step_recorder"):
+    for function in (
+        "child_environment",
+        "configure",
+        "enable_determinism",
+        "fingerprint",
+        "make_step_recorder",
+    ):
         assert callable(getattr(backend, function)), f"{name}.{function}"
     assert backend.RESULT_FIELDS and not set(backend.RESULT_FIELDS) & set(RESULT_FIELDS)
     assert set(backend.ENVIRONMENT_VARIABLES) <= {
@@ -95,7 +102,7 @@ def test_every_backend_has_the_same_functions(name):
 
 
 def test_an_unknown_backend_is_named():
-    with pytest.raises(ValueError, match="unknown backend 'theano'; known: tensorflow"):
+    with pytest.raises(ValueError, match="unknown backend 'theano'; known: tensorflow, jax, torch"):
         load_backend("theano")
 
 
@@ -105,6 +112,33 @@ def test_which_fields_can_change_a_result_depends_on_the_backend():
     assert can_change_results("keras", []) and not can_change_results("tensorflow", [])
     assert not can_change_results("hostname", ["tensorflow"])
     assert can_change_results("gpus.0.compute_capability", [])
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_pipeline_has_the_same_names(name):
+    pipeline = load_pipeline(name)
+    for function in ("make_pipelines", "steps", "fit_callbacks", "batch_fingerprints"):
+        assert callable(getattr(pipeline, function)), f"{name}.{function}"
+    assert isinstance(pipeline.MAPS_PREPROCESSING, bool)
+
+
+def test_the_recipe_does_its_preprocessing_in_its_model_for_a_pipeline_that_maps_none():
+    import keras
+
+    entry = resolve_model("recipe")
+    paths = {}
+    for name, build, batch in (
+        ("mapped", entry.build, (None, 32, 32, 1)),
+        ("inside", entry.build_with_preprocessing, (None, 28, 28)),
+    ):
+        keras.utils.clear_session()  # layer names count per session
+        model = build((28, 28), 3)
+        model.build(batch)
+        assert model.output_shape == (None, 3)
+        paths[name] = [w.path for w in model.weights]
+    keras.utils.clear_session()
+    assert paths["inside"] == paths["mapped"]
+    assert paths["inside"][0] == "sequential/conv2d/kernel"
 
 
 def test_the_recipe_is_the_first_model():
@@ -160,7 +194,7 @@ backend.configure(1, "cpu")
 keras.utils.set_random_seed(3)
 backend.enable_determinism()
 arrays = make_arrays(n_train=40, n_test=16)
-train, _ = load_pipeline("tfdata").make_pipelines(arrays, 8, None)
+train, _ = load_pipeline("tfdata").make_pipelines(arrays, 8, None, 3)
 model = resolve_model(spec).build((28, 28), 10)
 recorder = backend.make_step_recorder(5, 1)
 if traced:

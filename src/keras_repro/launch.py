@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import keras_repro
+from keras_repro.backends import load_backend
 from keras_repro.errors import ReproError
 from keras_repro.gpus import ASSIGNMENT_VARIABLE, GpuAssignment, assign_gpu
 from keras_repro.processes import job_owner
@@ -130,18 +132,22 @@ def train_in_fresh_process(
     command = [
         sys.executable,
         "-m",
-        "keras_repro.train",
+        "keras_repro.train_cli",
         str(dataset_path),
         str(record_path),
         f"--trace={trace_path}",
         f"--settings={settings_path}",
     ]
-    # The scheduler sets OMP_NUM_THREADS from the cores it grants; the run's own count wins.
-    # The child runs this very package, wherever it was imported from.
+    # The backend's variables (KERAS_BACKEND, its thread and determinism switches) win over
+    # the inherited ones: the scheduler sets OMP_NUM_THREADS from the cores it grants, and the
+    # run's own count wins. The child runs this very package, wherever it was imported from.
+    backend_environment = load_backend(settings.backend).child_environment(
+        threads, settings["device"], settings.op_determinism
+    )
     environment = {
         **os.environ,
         "PYTHONHASHSEED": str(seed),
-        "OMP_NUM_THREADS": str(threads),
+        **backend_environment,
         "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
     }
     environment.pop(ASSIGNMENT_VARIABLE, None)
@@ -157,7 +163,12 @@ def train_in_fresh_process(
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     with gpu_choice as assignment:
-        shown = f"PYTHONHASHSEED={seed}"
+        shown = " ".join(
+            [
+                f"PYTHONHASHSEED={seed}",
+                *(f"{name}={shlex.quote(value)}" for name, value in backend_environment.items()),
+            ]
+        )
         if assignment is not None:
             log.info("seed %d repeat %d: %s", seed, repeat, assignment.describe())
             environment.update(assignment.child_environment())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keras_repro.backends import BACKENDS, DEFAULT_BACKEND
 from keras_repro.config import ConfigError, load_schema, validate_config
 from keras_repro.files import write_json_atomic
 
@@ -62,10 +63,13 @@ class RunSettings:
     data_spec: dict[str, Any] | None = None
     # The sha256 of the model's file (models.model_sha256): refuse a file edited since.
     model_sha256: str | None = None
+    backend: str = DEFAULT_BACKEND  # the Keras backend it trains on (KERAS_BACKEND)
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS}, got {self.arm!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend {self.backend!r}: not one of {', '.join(BACKENDS)}")
         object.__setattr__(self, "config", validate_run_config(self.config))
 
     def __getitem__(self, key: str) -> Any:
@@ -137,6 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="required unless the settings file has it")
     parser.add_argument("--repeat", type=int, help="which repeat this is (recorded)")
     parser.add_argument(
+        "--backend", choices=BACKENDS, help=f"the Keras backend (default: {DEFAULT_BACKEND})"
+    )
+    parser.add_argument(
         "--no-op-determinism",
         dest="op_determinism",
         action="store_false",
@@ -174,7 +181,7 @@ def from_arguments(args: argparse.Namespace) -> RunSettings:
             config[path[0]] = {**config.get(path[0], {}), path[1]: value}
     identity = dataclasses.asdict(base) if base else {"repeat": 0}
     identity.pop("config", None)
-    for name in ("seed", "repeat", "op_determinism", "perturb_step", "perturb_variable"):
+    for name in ("seed", "repeat", "op_determinism", "perturb_step", "perturb_variable", "backend"):
         if getattr(args, name) is not None:
             identity[name] = getattr(args, name)
     if args.dataset_sha256 is not None:

@@ -16,7 +16,6 @@ set before Python starts.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import logging
 import os
@@ -31,7 +30,6 @@ from keras_repro.dataset import data_spec, load_dataset, verify_dataset_file
 from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
-from keras_repro.logs import configure_logging
 from keras_repro.models import compile_arguments, load_model_entry
 from keras_repro.perturb import check_perturb_step, check_perturb_variable
 from keras_repro.pipelines import load_pipeline
@@ -44,12 +42,15 @@ from keras_repro.recording import (
     record_steps,
     weights_sha256,
 )
-from keras_repro.settings import RunSettings, add_arguments, from_arguments
+from keras_repro.settings import RunSettings
 from keras_repro.trace import write_trace
 from keras_repro.unsupported import refuse_nondeterministic_op
 
 log = logging.getLogger(__name__)
-PIPELINE = "tfdata"
+
+
+class BackendMismatch(ReproError):
+    """Keras was imported with another backend than the run's."""
 
 
 def train_and_record(
@@ -63,7 +64,14 @@ def train_and_record(
     """
     started = time.perf_counter()
     dataset_sha256 = verify_dataset_file(dataset_path, settings.dataset_sha256)
-    backend = load_backend(keras.backend.backend())
+    if keras.backend.backend() != settings.backend:
+        raise BackendMismatch(
+            f"the run trains on {settings.backend}, but Keras here runs "
+            f"{keras.backend.backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}): "
+            f"set KERAS_BACKEND={settings.backend} before Python starts (keras-repro-train "
+            "--backend and the launcher do)"
+        )
+    backend = load_backend(settings.backend)
     device_used = backend.configure(settings["threads"], settings["device"])
     keras.utils.set_random_seed(settings.seed)
     if settings.op_determinism:
@@ -74,14 +82,21 @@ def train_and_record(
     arrays = load_dataset(dataset_path)
     spec = settings.data_spec or data_spec(arrays)
     entry = load_model_entry(settings["model"], settings.model_sha256)
-    pipeline = load_pipeline(PIPELINE)
+    pipeline = load_pipeline(settings["pipeline"])
+    # A pipeline that maps no preprocessing feeds a model that does its own.
+    build = entry.build
+    if not pipeline.MAPS_PREPROCESSING and entry.build_with_preprocessing is not None:
+        build = entry.build_with_preprocessing
     train_data, test_data = pipeline.make_pipelines(
-        arrays, settings["batch_size"], entry.preprocess
+        arrays,
+        settings["batch_size"],
+        entry.preprocess if pipeline.MAPS_PREPROCESSING else None,
+        settings.seed,
     )
     steps_per_epoch, test_steps = pipeline.steps(train_data), pipeline.steps(test_data)
     epochs = settings["epochs"]
 
-    model = entry.build(tuple(spec["input_shape"]), spec["num_classes"])
+    model = build(tuple(spec["input_shape"]), spec["num_classes"])
     model.build(pipeline.batch_shape(train_data))
     check_perturb_step(settings.perturb_step, epochs * steps_per_epoch)
     check_perturb_variable(settings.perturb_variable, [v.path for v in model.weights])
@@ -102,7 +117,14 @@ def train_and_record(
             train_data,
             epochs=epochs,
             validation_data=test_data,
-            callbacks=[watcher, weight_trace, Progress(settings)],
+            callbacks=[
+                watcher,
+                weight_trace,
+                Progress(settings),
+                *pipeline.fit_callbacks(train_data, test_data),
+            ],
+            # The pipelines order the batches (Keras' shuffle of a PyDataset draws from `random`).
+            shuffle=False,
             verbose=verbose,
         )
         evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
@@ -112,8 +134,10 @@ def train_and_record(
     log.info("evaluate: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items()))
     write_trace(weight_trace.trace(recorder.step_losses()), trace_path)
 
-    train_passes = pass_digests(recorder.train_batches(), steps_per_epoch)
-    test_passes = pass_digests(recorder.test_batches(), test_steps)
+    fed = pipeline.batch_fingerprints(train_data, test_data)
+    train_batches, test_batches = fed or (recorder.train_batches(), recorder.test_batches())
+    train_passes = pass_digests(train_batches, steps_per_epoch)
+    test_passes = pass_digests(test_batches, test_steps)
     record = RunRecord(
         seed=settings.seed,
         repeat=settings.repeat,
@@ -151,30 +175,7 @@ def train_and_record(
     return record
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Train once and write the run record (history.json) and step trace. Set "
-        "PYTHONHASHSEED (and KERAS_BACKEND) before starting Python, e.g. "
-        "PYTHONHASHSEED=812 keras-repro-train ..."
-    )
-    parser.add_argument("dataset", type=Path, help="dataset file written by build_dataset")
-    parser.add_argument("record", type=Path, help="run record to write (history.json)")
-    parser.add_argument(
-        "--trace", type=Path, help="step trace to write (default: trace.npz beside the record)"
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        train_and_record(
-            args.dataset,
-            args.record,
-            args.trace or args.record.with_name("trace.npz"),
-            from_arguments(args),
-        )
-    except ReproError as error:
-        parser.exit(1, f"error: {error}\n")
-
-
 if __name__ == "__main__":
+    from keras_repro.train_cli import main
+
     main()

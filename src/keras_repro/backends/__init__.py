@@ -2,7 +2,11 @@
 
 Each backend module has:
 
-- ``RESULT_FIELDS``: the fingerprint fields it adds that can change a result;
+- ``RESULT_FIELDS``: the fingerprint fields it adds that can change a result, and
+  ``ENVIRONMENT_VARIABLES``, the variables among them that it records;
+- ``child_environment(threads, device, op_determinism) -> dict``: the variables the training
+  process needs before Python starts (``KERAS_BACKEND`` first), computed by the launcher
+  without importing the framework;
 - ``configure(threads, device) -> str``: thread pools and visible devices, before the first
   op; returns the device used ("cpu" or "gpu");
 - ``enable_determinism()``: the determinism switches, once the seed is set (as the recipe);
@@ -19,7 +23,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Protocol
 
-BACKENDS = ("tensorflow",)
+BACKENDS = ("tensorflow", "jax", "torch")
 # Records written before backends were recorded in the settings trained on TensorFlow.
 DEFAULT_BACKEND = "tensorflow"
 
@@ -44,6 +48,14 @@ def load_backend(name: str) -> ModuleType:
         from keras_repro.backends import tensorflow
 
         return tensorflow
+    if name == "jax":
+        from keras_repro.backends import jax
+
+        return jax
+    if name == "torch":
+        from keras_repro.backends import torch
+
+        return torch
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
 
 

@@ -44,6 +44,12 @@ class DeviceError(ReproError):
     """The requested device is not available."""
 
 
+def child_environment(threads: int, device: str, op_determinism: bool) -> dict[str, str]:
+    """The variables the training process needs before Python starts: the backend and
+    OpenMP's threads (thread pools, devices and op determinism are set from Python)."""
+    return {"KERAS_BACKEND": "tensorflow", "OMP_NUM_THREADS": str(threads)}
+
+
 def configure(threads: int, device: str) -> str:
     """Fix thread pools and devices before TensorFlow initializes; returns the device used."""
     import tensorflow as tf

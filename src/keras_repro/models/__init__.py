@@ -8,6 +8,7 @@ to reproduce) follows, each a file of this package with a ``build_model`` functi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -57,6 +58,10 @@ class ModelEntry:
     source: Path | None = None  # the file that defines it: its sha256 is a run setting
     # What is wrong with data of this input shape for the model (None: nothing).
     input_problem: Callable[[tuple[int, ...]], str | None] | None = None
+    preprocess: Callable[[Any, Any], tuple[Any, Any]] | None = None
+    # The model with that preprocessing as its first layers, for a pipeline that maps none
+    # (numpy); None: ``build``, fed the stored arrays cast to float32.
+    build_with_preprocessing: Builder | None = None
 
 
 def _recipe() -> ModelEntry:
@@ -68,6 +73,7 @@ def _recipe() -> ModelEntry:
         preprocess=recipe.prepare_batch,
         source=Path(recipe.__file__),
         input_problem=recipe.input_problem,
+        build_with_preprocessing=functools.partial(recipe.build_model, preprocessing=True),
     )
 
 

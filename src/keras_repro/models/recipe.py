@@ -8,11 +8,16 @@ import keras
 from keras import layers
 
 
-def build_model(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def build_model(
+    input_shape: tuple[int, ...], num_classes: int, preprocessing: bool = False
+) -> keras.Model:
     """The recipe's CNN, for images resized to 32×32 with one channel by ``prepare_batch``
-    (``input_shape`` is the stored one, e.g. 28×28: the first layer sees 32×32×1)."""
+    (``input_shape`` is the stored one, e.g. 28×28: the first layer sees 32×32×1); with
+    ``preprocessing``, that preprocessing as its first layers instead (they hold no weights:
+    the variables keep their paths, ``sequential/conv2d/kernel``)."""
     return keras.Sequential(
         [
+            *(preprocessing_layers(input_shape) if preprocessing else []),
             layers.Conv2D(32, (3, 3), activation="relu"),
             layers.MaxPooling2D((2, 2)),
             layers.Dropout(0.2),
@@ -39,6 +44,16 @@ def input_problem(input_shape: tuple[int, ...]) -> str | None:
         f"them, adds the channel axis and resizes to 32×32); this data's examples are shaped "
         f"{tuple(input_shape)}. Train a model of your own on it (model: path/to/file.py:function)"
     )
+
+
+def preprocessing_layers(input_shape: tuple[int, ...]) -> list[layers.Layer]:
+    """``prepare_batch`` as Keras layers, for a pipeline that feeds the stored arrays (cast to
+    float32): scale to [0, 1], add the channel axis, resize to 32×32."""
+    return [
+        layers.Rescaling(1.0 / 255),
+        layers.Reshape((*input_shape, 1)),
+        layers.Resizing(32, 32),
+    ]
 
 
 def prepare_batch(images: Any, labels: Any) -> tuple[Any, Any]:

@@ -1,17 +1,27 @@
 """Input pipelines: how a dataset's arrays reach the model, one module each, with the same
-functions ``make_pipelines(arrays, batch_size, preprocess) -> (train, test)`` (the training
-pipeline reshuffles every epoch; the test pipeline is in order), ``steps(pipeline)`` and
-``batch_shape(pipeline)`` (the input batches' shape, batch axis None).
+names:
 
-``tfdata`` is the recipe's (it needs TensorFlow, on any Keras backend). ``load_pipeline`` is the
-one place that picks one; their frameworks are imported only when picked.
+- ``make_pipelines(arrays, batch_size, preprocess, seed) -> (train, test)``: the training
+  pipeline reshuffles every epoch (from ``seed``, or the framework's global seed), the test
+  pipeline is in order;
+- ``steps(pipeline)``: batches per pass; ``batch_shape(pipeline)``: the input batches' shape
+  (batch axis None);
+- ``MAPS_PREPROCESSING``: whether it maps the model's ``preprocess`` over the batches (if not,
+  the model does its preprocessing in its first layers);
+- ``fit_callbacks(train, test)``: the Keras callbacks ``fit`` must be given for it;
+- ``batch_fingerprints(train, test)``: the fingerprints of the batches it served, by pass
+  ([batches, 2, 8] uint8, training then test), or None to use the step recorder's.
+
+``tfdata`` is the recipe's (it needs TensorFlow, on any Keras backend); ``numpy`` needs none
+(the same batches on every backend). ``load_pipeline`` is the one place that picks one; their
+frameworks are imported only when picked.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-PIPELINES = ("tfdata",)
+PIPELINES = ("tfdata", "numpy")
 
 
 def load_pipeline(name: str) -> ModuleType:
@@ -19,4 +29,8 @@ def load_pipeline(name: str) -> ModuleType:
         from keras_repro.pipelines import tfdata
 
         return tfdata
+    if name == "numpy":
+        from keras_repro.pipelines import numpy
+
+        return numpy
     raise ValueError(f"unknown input pipeline {name!r}; known: {', '.join(PIPELINES)}")

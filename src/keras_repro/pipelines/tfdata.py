@@ -1,5 +1,7 @@
 """The recipe's tf.data input pipelines: a full-buffer shuffle, batch, a parallel map of the
-model's preprocessing, prefetch."""
+model's preprocessing, prefetch. The shuffle draws from TensorFlow's global seed (set by
+``keras.utils.set_random_seed``), as the recipe's does; the batches' fingerprints are the step
+recorder's, taken in the step."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+MAPS_PREPROCESSING = True
+
 
 def make_pipelines(
     arrays: dict[str, np.ndarray],
     batch_size: int,
     preprocess: Callable[[Any, Any], tuple[Any, Any]] | None,
+    seed: int,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """The training pipeline (reshuffled every epoch) and the test pipeline (in order)."""
     train = tf.data.Dataset.from_tensor_slices((arrays["train_images"], arrays["train_labels"]))
@@ -34,3 +39,13 @@ def steps(dataset: tf.data.Dataset) -> int:
 def batch_shape(dataset: tf.data.Dataset) -> tuple[int | None, ...]:
     """The shape of the input batches the model is fed (batch axis None)."""
     return tuple(dataset.element_spec[0].shape)
+
+
+def batch_fingerprints(train: tf.data.Dataset, test: tf.data.Dataset) -> None:
+    """None: the step recorder's fingerprints, taken as the batches reach the model."""
+    return None
+
+
+def fit_callbacks(train: tf.data.Dataset, test: tf.data.Dataset) -> list:
+    """None needed: ``shuffle`` reshuffles on every pass."""
+    return []
