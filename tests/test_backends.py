@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_arrays, tiny_run
+from helpers import tiny_run
 
 from keras_repro.backends import load_backend
-from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.dataset import write_npz_deterministic
 from keras_repro.launch import TrainingFailed, train_in_fresh_process
 from keras_repro.record import read_run
+from keras_repro.roles import NPZ_KEYS
+from keras_repro.synthetic import make_arrays
 from keras_repro.trace import checkpoint_differences, compare_traces
 
 SEED, OTHER_SEED, NUDGED_STEP = 3, 4, 3
