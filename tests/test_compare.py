@@ -154,6 +154,7 @@ def test_seeds_that_train_identically_are_a_failure():
 
 def draws(**overrides):
     base = {
+        "initializer_seed": 42,
         "seeded": {"GlorotNormal": ["0x1.0p-1", "0x1.0p-1"]},
         "same_seed_objects": [["0x1.0p-2"] * 3, ["0x1.0p-2"] * 3],
         "unseeded_objects": [["0x1.0p-3"] * 3, ["0x1.0p-4"] * 3],

@@ -91,6 +91,7 @@ def test_a_changed_environment_is_the_cause_before_everything():
 
 def draws():
     draw = {
+        "initializer_seed": 42,
         "seeded": {"GlorotNormal": ["0x1.0p-1", "0x1.0p-1"]},
         "same_seed_objects": [["0x1.0p-2"] * 3] * 2,
         "unseeded_objects": [["0x1.0p-3"] * 3, ["0x1.0p-4"] * 3],

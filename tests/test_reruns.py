@@ -31,6 +31,9 @@ FROM_DATA = ("download", "build_dataset", "check_model", *TRAINING, "compare", "
 FROM_BUILD = ("build_dataset", "check_model", *TRAINING, "compare", "verdict")
 FROM_TRAIN = (*TRAINING, "compare", "verdict")
 FROM_MODEL = ("check_model", *TRAINING, "compare", "verdict")
+# The backends: the training runs and the initializer draws run them, and the comparison asks
+# them which fingerprint fields can change a result.
+BACKEND_CODE = (*TRAINING, "initializers", "compare", "verdict")
 FROM_SEEDED_TRAIN = ("train", "compare", "verdict")
 FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", "compare", "verdict")
 FROM_INITIALIZERS = ("initializers", "compare", "verdict")
@@ -174,6 +177,20 @@ FILE_RERUNS = [
     ("src/keras_repro/templates/report.md.j2", FROM_COMPARE),
     ("src/keras_repro/templates/report.html.j2", FROM_COMPARE),
     ("src/keras_repro/templates/front_page.rst.j2", FROM_COMPARE),
+    ("src/keras_repro/backends/__init__.py", BACKEND_CODE),
+    ("src/keras_repro/backends/host.py", BACKEND_CODE),
+    ("src/keras_repro/backends/jax.py", BACKEND_CODE),
+    ("src/keras_repro/backends/tensorflow.py", BACKEND_CODE),
+    ("src/keras_repro/backends/torch.py", BACKEND_CODE),
+    ("src/keras_repro/pipelines/__init__.py", FROM_TRAIN),
+    ("src/keras_repro/pipelines/numpy.py", FROM_TRAIN),
+    ("src/keras_repro/pipelines/tfdata.py", FROM_TRAIN),
+    ("src/keras_repro/recording.py", FROM_TRAIN),
+    ("src/keras_repro/train_cli.py", FROM_TRAIN),
+    ("src/keras_repro/pairs.py", FROM_COMPARE),
+    ("src/keras_repro/summarize.py", FROM_COMPARE),
+    ("src/keras_repro/summary_json.py", FROM_COMPARE),
+    ("src/keras_repro/initializer_checks.py", FROM_COMPARE),
     ("src/keras_repro/provenance.py", NOTHING),
     ("src/keras_repro/snakemake_cli.py", NOTHING),
     ("src/keras_repro/synthetic.py", NOTHING),

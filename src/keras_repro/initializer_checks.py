@@ -10,10 +10,6 @@ from typing import Any
 
 from keras_repro.compare import Divergence
 
-# The recipe seeds every initializer with 42 (and the global generator with its own seed);
-# draws that do not record their initializer seed used it.
-RECIPE_INITIALIZER_SEED = 42
-
 
 @dataclass
 class InitializerCheck:
@@ -30,8 +26,7 @@ def _initializer_checks(draws: list[dict[str, Any]]) -> Iterator[InitializerChec
         same_across = all(v == per_process[0] for v in per_process)
         yield InitializerCheck(
             initializer,
-            f"seed={first.get('initializer_seed', RECIPE_INITIALIZER_SEED)} repeats within and "
-            "across processes",
+            f"seed={first['initializer_seed']} repeats within and across processes",
             same_across and all(v[0] == v[1] for v in per_process),
             f"{float.fromhex(values[0])!r} in process 1"
             + ("" if same_across else f"; per process {per_process}"),
@@ -39,8 +34,7 @@ def _initializer_checks(draws: list[dict[str, Any]]) -> Iterator[InitializerChec
     for index, draw in enumerate(draws, start=1):
         a, b = draw["same_seed_objects"]
         yield InitializerCheck(
-            f"GlorotNormal(seed={draw.get('initializer_seed', RECIPE_INITIALIZER_SEED)}) × 2, "
-            f"process {index}",
+            f"GlorotNormal(seed={draw['initializer_seed']}) × 2, process {index}",
             "two objects with the same seed give equal values",
             a == b,
             f"{sum(x != y for x, y in zip(a, b, strict=False))} of {len(a)} values differ",
