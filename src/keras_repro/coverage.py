@@ -78,11 +78,14 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(v for v in values if v is not None))
 
 
-def _finished(run: Run) -> str:
-    """When a run finished: its record says so; older records by their file's time."""
+def _finished(run: Run) -> str | None:
+    """When a run finished: its record says so; older records by their file's time (None: a
+    record read from no file)."""
     recorded = run.record.timings.get("finished")
     if recorded:
         return str(recorded)
+    if not run.path.is_file():
+        return None
     moment = datetime.datetime.fromtimestamp(run.path.stat().st_mtime, datetime.timezone.utc)
     return moment.isoformat(timespec="seconds")
 
@@ -103,7 +106,7 @@ def describe_coverage(runs: list[Run], manifest: dict[str, Any] | None) -> Cover
     settings = [run.record.settings for run in runs]
     fingerprints = [run.record.fingerprint for run in runs]
     seeds = _distinct(run.record.seed for run in runs)
-    finished = sorted(_finished(run) for run in runs)
+    finished = sorted(_distinct(_finished(run) for run in runs))
     return Coverage(
         dataset=(manifest or {}).get("source", {}).get("dataset"),
         dataset_sha256=_distinct(s.get("dataset_sha256") for s in settings),
