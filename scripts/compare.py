@@ -1,24 +1,13 @@
 """Snakemake adapter: compare every run and write each report file (the verdict is judged apart)."""
 
-from keras_repro.compare import Tolerance
-from keras_repro.evidence import Evidence
+from keras_repro.evidence import job_evidence
 from keras_repro.logs import configure_logging
 from keras_repro.report import ReportPaths, write_report
 
 configure_logging(snakemake.log[0])
-inputs, outputs, params = snakemake.input, snakemake.output, snakemake.params
+inputs, outputs = snakemake.input, snakemake.output
 write_report(
-    Evidence(
-        inputs.records,
-        inputs.initializers,
-        Tolerance.from_config(params.comparison),
-        controls={"unseeded": inputs.unseeded, "nondeterministic": inputs.nondeterministic}
-        if params.control
-        else None,
-        reference=params.reference,
-        reference_drift=params.reference_drift,
-        manifest=inputs.manifest,
-    ),
+    job_evidence(inputs, snakemake.params),
     ReportPaths(
         summary=outputs.summary,
         markdown=outputs.markdown,

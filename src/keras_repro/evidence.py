@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keras_repro.compare import Tolerance
 from keras_repro.record import Run, read_runs
@@ -34,6 +35,22 @@ class Evidence:
     reference_drift: str = "report"
     own_results: Path | None = None  # this workflow's results/, which a bundle must not be
     manifest: Path | None = None  # the dataset's, for what was trained
+
+
+def job_evidence(inputs: Any, params: Any) -> Evidence:
+    """The evidence from a job's named inputs and params, as ``rules/common.smk`` names them
+    (``evidence_files``, ``evidence_params``): shared by the compare and verdict adapters."""
+    return Evidence(
+        list(inputs.records),
+        list(inputs.initializers),
+        Tolerance.from_config(params.comparison),
+        controls={"unseeded": inputs.unseeded, "nondeterministic": inputs.nondeterministic}
+        if params.control
+        else None,
+        reference=params.reference,
+        reference_drift=params.reference_drift,
+        manifest=inputs.manifest,
+    )
 
 
 def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
