@@ -72,7 +72,7 @@ def variant(name: str, bench: Bench, stem: Path) -> tuple[list[str], Path, dict[
         return command, output, run_environment(SEED, THREADS)
     if name == "pipeline CLI":
         arguments = pipeline_arguments(dataset, output, seed=SEED, epochs=epochs)
-        command = [PYTHON, "-m", "keras_repro.train", *arguments]
+        command = [PYTHON, "-m", "keras_repro.train_cli", *arguments]
         return command, output, run_environment(SEED, THREADS)
     if name == "pipeline launcher":
         log = stem.with_suffix(".train.log")

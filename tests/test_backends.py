@@ -220,7 +220,7 @@ def test_the_launcher_sets_the_backend_before_python_starts(tiny_dataset, tmp_pa
 def test_keras_on_another_backend_than_the_run_is_a_clear_error(tiny_dataset, tmp_path):
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "keras_repro.train"),
+            *(sys.executable, "-m", "keras_repro.train_cli"),
             *(str(tiny_dataset), str(tmp_path / "r.json")),
             *("--seed=1", "--backend=torch", "--pipeline=numpy"),
         ],

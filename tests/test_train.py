@@ -29,7 +29,7 @@ def tiny_dataset(tmp_path):
 
 def train_cli(*args: str, **environment: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "keras_repro.train", *args],
+        [sys.executable, "-m", "keras_repro.train_cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -173,9 +173,3 @@ def train_and_record(
     )
     write_record(record, record_path)
     return record
-
-
-if __name__ == "__main__":
-    from keras_repro.train_cli import main
-
-    main()
