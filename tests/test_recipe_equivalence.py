@@ -51,7 +51,9 @@ def test_pipeline_and_bare_recipe_give_the_same_bits(tmp_path, tiny_dataset):
         f"--epochs={EPOCHS}",
         f"--batch-size={BATCH_SIZE}",
     ]
-    run("-m", "keras_repro.train_cli", str(tiny_dataset), str(tmp_path / "pipeline.json"), *settings)
+    run(
+        "-m", "keras_repro.train_cli", str(tiny_dataset), str(tmp_path / "pipeline.json"), *settings
+    )
     run(
         str(REPO / "benchmarks" / "recipe.py"),
         str(tiny_dataset),

@@ -149,8 +149,9 @@ def test_a_payload_in_every_string_of_a_real_run_stays_text(copied_run, tmp_path
         f"Compared with {bundle}",
     ):
         assert shown in text, shown
-    header = next(row for row in page.rows if row[0] == "field")
-    (variable,) = [row for row in page.rows if row[0].startswith("environment.CUDA_VISIBLE")]
+    rows = [[cell.strip() for cell in row] for row in page.rows]
+    header = next(row for row in rows if row[0] == "field")
+    (variable,) = [row for row in rows if row[0].startswith("environment.CUDA_VISIBLE")]
     assert variable[header.index("seed 42 repeat 2")] == IMG
     assert_markdown_escaped((copied_run / "results/report/report.md").read_text())
     assert_no_script_runs(copied_run / "results/report/report.html")
