@@ -139,7 +139,7 @@ def training_processes(workdir: Path) -> list[int]:
             in_workdir = Path(os.readlink(entry / "cwd")) == workdir.resolve()
         except OSError:
             continue
-        if "keras_repro.train" in arguments and in_workdir:
+        if "keras_repro.train_cli" in arguments and in_workdir:
             found.append(int(entry.name))
     return found
 

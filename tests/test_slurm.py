@@ -166,6 +166,7 @@ def test_the_profile_places_every_job(slurm_run):
     # download and verdict are local rules: they ran on the submit host
     assert rules == {
         "rule_build_dataset",
+        "rule_check_model",
         "rule_initializers",
         "rule_train",
         "rule_train_unseeded",
