@@ -20,7 +20,6 @@ from keras_repro.config import ConfigError, load_schema, validate_config
 from keras_repro.files import write_json_atomic
 
 RUN_SETTING = "x-run-setting"
-DEVICES = ("auto", "cpu", "gpu")
 # The seeded runs that are judged, and the control arm (runs that must differ, and runs whose
 # op determinism is off, to show what determinism costs and whether it matters here).
 ARMS = ("seeded", "unseeded", "nondeterministic")
