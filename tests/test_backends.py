@@ -218,20 +218,33 @@ def test_the_launcher_sets_the_backend_before_python_starts(tiny_dataset, tmp_pa
 
 
 def test_keras_on_another_backend_than_the_run_is_a_clear_error(tiny_dataset, tmp_path):
+    # A caller of train_and_record whose Keras was imported on another backend (the CLI and the
+    # launcher set KERAS_BACKEND first, so they cannot get here).
+    caller = textwrap.dedent(
+        """
+        import dataclasses
+        import sys
+        import keras
+        from helpers import tiny_run
+        from keras_repro.errors import ReproError
+        from keras_repro.train import train_and_record
+        settings = dataclasses.replace(tiny_run(1, pipeline="numpy"), backend="torch")
+        try:
+            train_and_record(sys.argv[1], sys.argv[2], sys.argv[3], settings)
+        except ReproError as error:
+            sys.exit(f"error: {error}")
+        """
+    )
     done = subprocess.run(
-        [
-            *(sys.executable, "-m", "keras_repro.train_cli"),
-            *(str(tiny_dataset), str(tmp_path / "r.json")),
-            *("--seed=1", "--backend=torch", "--pipeline=numpy"),
-        ],
+        [sys.executable, "-c", caller, str(tiny_dataset), *(str(tmp_path / n) for n in "rt")],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(Path(__file__).parent)},
     )
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stderr[-2000:]
     assert "error: the run trains on torch, but Keras here runs tensorflow" in done.stderr
-    assert not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
 
 
 def test_child_environments_merge_the_users_xla_flags(monkeypatch):

@@ -91,7 +91,7 @@ def test_what_records_hold_stays_text_in_the_report_and_the_front_page(tmp_path)
     block = html[html.index('<table class="trained">') : html.index("</table>")]
     assert "<script>" not in block and " on &lt;script&gt;alert(1)&lt;/script&gt; {{ 7" in block
     front = snakemake_front_page(paths.front_page.read_text())
-    assert "<script>" not in front and "49" not in front
+    assert "<script>" not in front
     assert "&lt;script&gt;alert(1)&lt;/script&gt; {{ 7 * 7 }} `x`_ name_ *bold*" in front
     assert "system-message" not in front  # docutils took nothing for markup
 
