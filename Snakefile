@@ -13,6 +13,7 @@ wildcard_constraints:
     process=r"\d+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    backend=r"tensorflow|jax|torch",
 
 
 include: "rules/common.smk"
@@ -23,7 +24,7 @@ include: "rules/report.smk"
 include: "rules/reference.smk"
 
 
-# Written from the runs' records by the compare rule (report/workflow.rst before any).
+# Written from the runs' records by the matrix rule (report/workflow.rst before any).
 report: front_page()
 
 
@@ -39,6 +40,7 @@ onsuccess:
 rule all:
     default_target: True
     input:
-        rules.compare.output,
+        all_evidence(),
+        [cell_reports(name) for name in CELL_REPORT_FILES],
+        rules.matrix.output,
         rules.verdict.output,
-        **evidence_files(),

@@ -17,7 +17,7 @@ os.environ.update(
 from snakemake.logging import logger
 
 from keras_repro.config import ConfigError, validate_config
-from keras_repro.models import model_name, model_sha256, spec_problem
+from keras_repro.models import ModelError, matrix_models, model_sha256
 from keras_repro.processes import stale_lock_hint
 from keras_repro.provenance import code_digest
 from keras_repro.settings import run_config
@@ -28,13 +28,16 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-# Cheap checks of the model here (a file that is not there); check_model builds it.
-if problem := spec_problem(config["model"]):
-    raise WorkflowError(problem)
-# The model by its name in paths; each file's sha256 is a run setting (an edit retrains).
-MODELS = {model_name(config["model"]): config["model"]}
+# The matrix: each model (by its name in paths) on each backend is a cell, checked cheaply
+# here (a file that is not there, two models in one folder); check_model builds each.
+try:
+    MODELS = matrix_models(config["model"], config["models"])
+except ModelError as error:
+    raise WorkflowError(str(error)) from None
+BACKENDS = config["backends"]
+CELLS = [(model, backend) for model in MODELS for backend in BACKENDS]
+# Each file's sha256 is a run setting (an edit retrains that model's runs).
 MODEL_SHA256 = {spec: model_sha256(spec) for spec in MODELS.values()}
-
 
 if config["reference"] is not None:
     if not (Path(config["reference"]) / "reference.json").is_file():
@@ -54,6 +57,8 @@ if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
 
 VERDICT = "results/report/verdict.txt"
 FRONT_PAGE = "results/report/front_page.rst"
+CELL_REPORT = "results/report/{model}/{backend}"
+CELL_REPORT_FILES = ("summary.json", "report.md", "report.html", "histories.csv", "curves.png", "steps.png")
 
 
 def forget_verdict():
@@ -62,7 +67,7 @@ def forget_verdict():
     the verdict), so that a job failing on the way leaves nothing on disk that disagrees.
     """
     for job in workflow.dag.needrun_jobs():
-        if job.rule.name in ("compare", "verdict"):
+        if job.rule.name in ("compare", "matrix", "verdict"):
             for path in job.output:
                 Path(path).unlink(missing_ok=True)
 
@@ -104,9 +109,14 @@ def model_spec(name):
     return MODELS[name]
 
 
-def model_check():
-    """The model's check (model.json), which every training rule takes as input."""
-    return f"results/models/{model_name(config['model'])}/model.json"
+def cell_run_config(wildcards):
+    """The config's run settings (the schema's keys marked x-run-setting), as one value, with
+    the cell's model."""
+    return {**run_config(config), "model": MODELS[wildcards.model]}
+
+
+def cell_model_sha256(wildcards):
+    return MODEL_SHA256[MODELS[wildcards.model]]
 
 
 def dataset_file():
@@ -117,30 +127,35 @@ def dataset_manifest():
     return f"results/data/{config['dataset']}/manifest.json"
 
 
-def run_files(name):
-    """``name`` (history.json or trace.npz) of every seeded run."""
+def run_files(name, model, backend):
+    """``name`` (history.json or trace.npz) of every seeded run of one cell."""
     return expand(
-        "results/runs/seed{seed}/repeat{repeat}/{name}",
+        "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/{name}",
+        model=model,
+        backend=backend,
         seed=config["seeds"],
         repeat=range(1, config["repeats"] + 1),
         name=name,
     )
 
 
-def run_records():
-    return run_files("history.json")
+def seeded_files(name):
+    """``name`` of every seeded run of every cell."""
+    return [path for model, backend in CELLS for path in run_files(name, model, backend)]
 
 
-def control_files(arm, name):
-    """``name`` of every run of one control group; none when the control arm is off."""
+def control_files(arm, name, model, backend):
+    """``name`` of every run of one control group of a cell; none when the control arm is off."""
     if not config["control"]["enabled"]:
         return []
     folder = {
-        "unseeded": "results/control/unseeded",
-        "nondeterministic": f"results/control/nondeterministic/seed{config['seeds'][0]}",
+        "unseeded": "unseeded",
+        "nondeterministic": f"nondeterministic/seed{config['seeds'][0]}",
     }[arm]
     return expand(
-        "{folder}/repeat{repeat}/{name}",
+        "results/control/{model}/{backend}/{folder}/repeat{repeat}/{name}",
+        model=model,
+        backend=backend,
         folder=folder,
         repeat=range(1, config["control"]["repeats"] + 1),
         name=name,
@@ -149,12 +164,13 @@ def control_files(arm, name):
 
 def training_params(arm):
     """What every training job passes its script, each a rerun trigger but the operational;
-    the config's run settings (the schema's keys marked x-run-setting) are one value."""
+    the run settings are one value."""
     return dict(
         arm=arm,
         op_determinism=arm != "nondeterministic",
-        settings=run_config(config),
-        model_sha256=MODEL_SHA256[config["model"]],
+        settings=cell_run_config,
+        model_sha256=cell_model_sha256,
+        backend=lambda wildcards: wildcards.backend,
         code=code("train.py", "keras_repro.train_cli"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),
@@ -162,7 +178,7 @@ def training_params(arm):
 
 
 def perturbation(wildcards):
-    """The deliberate nudge for this one run, if the config asks for it."""
+    """The deliberate nudge for this one run (in every cell), if the config asks for it."""
     perturb = config["perturb"]
     if perturb["step"] is None or (int(wildcards.seed), int(wildcards.repeat)) != (
         perturb["seed"],
@@ -172,18 +188,53 @@ def perturbation(wildcards):
     return {"step": perturb["step"], "variable": perturb["variable"]}
 
 
-def evidence_files():
-    """What compare and verdict both judge: every file the comparison is derived from."""
+def cell_evidence(model, backend):
+    """What a cell's compare judges: every file its comparison is derived from."""
     return dict(
-        records=run_records(),
-        traces=run_files("trace.npz"),
-        initializers=initializer_draws(),
-        unseeded=control_files("unseeded", "history.json"),
-        nondeterministic=control_files("nondeterministic", "history.json"),
-        control_traces=control_files("unseeded", "trace.npz")
-        + control_files("nondeterministic", "trace.npz"),
+        records=run_files("history.json", model, backend),
+        traces=run_files("trace.npz", model, backend),
+        initializers=initializer_draws(backend),
+        unseeded=control_files("unseeded", "history.json", model, backend),
+        nondeterministic=control_files("nondeterministic", "history.json", model, backend),
+        control_traces=control_files("unseeded", "trace.npz", model, backend)
+        + control_files("nondeterministic", "trace.npz", model, backend),
         reference=reference_files(),
         manifest=dataset_manifest(),
+    )
+
+
+def cell_files(wildcards):
+    return cell_evidence(wildcards.model, wildcards.backend)
+
+
+def cell_reports(name):
+    """``name`` (summary.json, report.html...) of every cell's report."""
+    return [f"{CELL_REPORT}/{name}".format(model=m, backend=b) for m, b in CELLS]
+
+
+def matrix_cells():
+    """Each cell and its evidence, for the matrix and the verdict; the files are inputs too."""
+    return [
+        dict(
+            model=model,
+            backend=backend,
+            evidence=cell_evidence(model, backend),
+            summary=f"{CELL_REPORT}/summary.json".format(model=model, backend=backend),
+            page=f"{CELL_REPORT}/report.html".format(model=model, backend=backend),
+        )
+        for model, backend in CELLS
+    ]
+
+
+def all_evidence():
+    """Every cell's evidence files, as one list."""
+    return sorted(
+        {
+            path
+            for cell in matrix_cells()
+            for paths in cell["evidence"].values()
+            for path in ([paths] if isinstance(paths, str) else paths)
+        }
     )
 
 
@@ -226,9 +277,10 @@ def exported_config():
     }
 
 
-def initializer_draws():
+def initializer_draws(backend):
     return expand(
-        "results/initializers/process{process}.json",
+        "results/initializers/{backend}/process{process}.json",
+        backend=backend,
         process=range(1, config["initializer_processes"] + 1),
     )
 

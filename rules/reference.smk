@@ -1,9 +1,10 @@
 # Not part of the default target: `snakemake --cores all results/references/NAME` exports the
-# seeded runs, once they passed, as a reference to compare later runs with (`reference:`).
+# seeded runs of every cell, once they passed, as a reference to compare later runs with
+# (`reference:`).
 rule export_reference:
     input:
-        records=run_records(),
-        traces=run_files("trace.npz"),
+        records=seeded_files("history.json"),
+        traces=seeded_files("trace.npz"),
         manifest=dataset_manifest(),
         verdict=VERDICT,
         absent=new_bundle,

@@ -1,32 +1,37 @@
+# One cell (a model on a backend): every run compared, and the cell's report written. It never
+# fails on a mismatch: the verdict does, after the matrix is written.
 rule compare:
     input:
-        **evidence_files(),
+        unpack(cell_files),
     output:
-        summary="results/report/summary.json",
-        markdown="results/report/report.md",
+        summary=f"{CELL_REPORT}/summary.json",
+        markdown=f"{CELL_REPORT}/report.md",
         html=report(
-            "results/report/report.html",
+            f"{CELL_REPORT}/report.html",
             caption="../report/report.rst",
-            category="Verdict",
+            category="Cells",
+            subcategory="{model} on {backend}",
         ),
         histories=report(
-            "results/report/histories.csv",
+            f"{CELL_REPORT}/histories.csv",
             caption="../report/histories.rst",
-            category="Histories",
+            category="Cells",
+            subcategory="{model} on {backend}",
         ),
         curves=report(
-            "results/report/curves.png",
+            f"{CELL_REPORT}/curves.png",
             caption="../report/curves.rst",
-            category="Histories",
+            category="Cells",
+            subcategory="{model} on {backend}",
         ),
         steps=report(
-            "results/report/steps.png",
+            f"{CELL_REPORT}/steps.png",
             caption="../report/steps.rst",
-            category="Where runs part",
+            category="Cells",
+            subcategory="{model} on {backend}",
         ),
-        front_page=FRONT_PAGE,
     log:
-        "results/logs/compare.log",
+        "results/logs/compare/{model}/{backend}.log",
     conda:
         "../envs/analysis.yaml"
     params:
@@ -36,12 +41,42 @@ rule compare:
         "../scripts/compare.py"
 
 
-# Judged apart from compare: a failing job loses its outputs, and the report must stay. The
-# verdict compares the same evidence again: a summary.json edited by hand is refused.
+# The matrix: one table of every cell, each linked to its report, and the front page of
+# `snakemake --report`.
+rule matrix:
+    input:
+        all_evidence(),
+        summaries=cell_reports("summary.json"),
+    output:
+        html=report(
+            "results/report/report.html",
+            caption="../report/matrix.rst",
+            category="Verdict",
+        ),
+        markdown="results/report/report.md",
+        matrix="results/report/matrix.json",
+        front_page=FRONT_PAGE,
+    log:
+        "results/logs/matrix.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        **evidence_params(),
+        cells=matrix_cells(),
+        code=code("matrix.py"),
+    script:
+        "../scripts/matrix.py"
+
+
+# Judged apart from compare and matrix: a failing job loses its outputs, and the reports must
+# stay. The verdict compares every cell's evidence again: a summary.json edited by hand is
+# refused.
 rule verdict:
     input:
-        **evidence_files(),
-        summary=rules.compare.output.summary,
+        all_evidence(),
+        summaries=cell_reports("summary.json"),
+        matrix=rules.matrix.output.matrix,
     output:
         verdict=VERDICT,
     log:
@@ -51,6 +86,7 @@ rule verdict:
         "../envs/analysis.yaml"
     params:
         **evidence_params(),
+        cells=matrix_cells(),
         code=code("verdict.py"),
     script:
         "../scripts/verdict.py"

@@ -1,18 +1,19 @@
-# The seeded runs that are judged: every seed, every repeat, each in its own process.
+# The seeded runs that are judged: every cell (model on backend), seed and repeat, each in its
+# own process.
 rule train:
     input:
         dataset=dataset_file(),
         manifest=dataset_manifest(),
-        model=model_check(),
+        model="results/models/{model}/{backend}/model.json",
     output:
-        record="results/runs/seed{seed}/repeat{repeat}/history.json",
-        trace="results/runs/seed{seed}/repeat{repeat}/trace.npz",
+        record="results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/history.json",
+        trace="results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/trace.npz",
     log:
-        "results/runs/seed{seed}/repeat{repeat}/train.log",
+        "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/train.log",
     benchmark:
-        "results/runs/seed{seed}/repeat{repeat}/benchmark.tsv"
+        "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/benchmark.tsv"
     conda:
-        "../envs/keras.yaml"
+        "../envs/{backend}.yaml"
     threads: config["threads"]
     resources:
         mem_mb=config["train_resources"]["mem_mb"],
@@ -29,12 +30,12 @@ rule train:
 # The control arm: runs whose seed each process draws at random (they must differ) ...
 use rule train as train_unseeded with:
     output:
-        record="results/control/unseeded/repeat{repeat}/history.json",
-        trace="results/control/unseeded/repeat{repeat}/trace.npz",
+        record="results/control/{model}/{backend}/unseeded/repeat{repeat}/history.json",
+        trace="results/control/{model}/{backend}/unseeded/repeat{repeat}/trace.npz",
     log:
-        "results/control/unseeded/repeat{repeat}/train.log",
+        "results/control/{model}/{backend}/unseeded/repeat{repeat}/train.log",
     benchmark:
-        "results/control/unseeded/repeat{repeat}/benchmark.tsv"
+        "results/control/{model}/{backend}/unseeded/repeat{repeat}/benchmark.tsv"
     params:
         **training_params("unseeded"),
         seed=None,
@@ -44,12 +45,12 @@ use rule train as train_unseeded with:
 # ... and runs of the first seed with op determinism off (reported: do they differ, what it costs).
 use rule train as train_nondeterministic with:
     output:
-        record="results/control/nondeterministic/seed{seed}/repeat{repeat}/history.json",
-        trace="results/control/nondeterministic/seed{seed}/repeat{repeat}/trace.npz",
+        record="results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/history.json",
+        trace="results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/trace.npz",
     log:
-        "results/control/nondeterministic/seed{seed}/repeat{repeat}/train.log",
+        "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/train.log",
     benchmark:
-        "results/control/nondeterministic/seed{seed}/repeat{repeat}/benchmark.tsv"
+        "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/benchmark.tsv"
     params:
         **training_params("nondeterministic"),
         seed=lambda wildcards: int(wildcards.seed),
@@ -58,13 +59,14 @@ use rule train as train_nondeterministic with:
 
 rule initializers:
     output:
-        "results/initializers/process{process}.json",
+        "results/initializers/{backend}/process{process}.json",
     log:
-        "results/logs/initializers/process{process}.log",
+        "results/logs/initializers/{backend}/process{process}.log",
     conda:
-        "../envs/keras.yaml"
+        "../envs/{backend}.yaml"
     params:
         global_seed=config["initializer_global_seed"],
+        backend=lambda wildcards: wildcards.backend,
         code=code("initializers.py"),
     script:
         "../scripts/initializers.py"

@@ -1,13 +1,17 @@
-"""Snakemake adapter: build the config's model for the dataset and check it, before training."""
+"""Snakemake adapter: build the config's model for the dataset on the cell's backend and check
+it, before training."""
 
 import os
 
-# A check must not take a GPU a training run is about to use; set before Keras starts.
+# Keras takes its backend at import; a check must not take a GPU a training run is about to
+# use. Both set before Keras starts.
+os.environ["KERAS_BACKEND"] = snakemake.params.backend
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ["JAX_PLATFORMS"] = "cpu"
 
-from keras_repro.dataset import recorded_spec
-from keras_repro.logs import configure_logging
-from keras_repro.models.check import check_model
+from keras_repro.dataset import recorded_spec  # noqa: E402
+from keras_repro.logs import configure_logging  # noqa: E402
+from keras_repro.models.check import check_model  # noqa: E402
 
 configure_logging(snakemake.log[0])
 check_model(

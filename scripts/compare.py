@@ -1,13 +1,14 @@
-"""Snakemake adapter: compare every run and write each report file (the verdict is judged apart)."""
+"""Snakemake adapter: compare every run of one cell (a model on a backend) and write its report
+files (the verdict is judged apart, over every cell)."""
 
 from keras_repro.evidence import job_evidence
 from keras_repro.logs import configure_logging
 from keras_repro.report import ReportPaths, write_report
 
 configure_logging(snakemake.log[0])
-inputs, outputs = snakemake.input, snakemake.output
+inputs, outputs, wildcards = snakemake.input, snakemake.output, snakemake.wildcards
 write_report(
-    job_evidence(inputs, snakemake.params),
+    job_evidence(inputs, snakemake.params, cell=(wildcards.model, wildcards.backend)),
     ReportPaths(
         summary=outputs.summary,
         markdown=outputs.markdown,
@@ -15,6 +16,5 @@ write_report(
         histories=outputs.histories,
         curves=outputs.curves,
         steps=outputs.steps,
-        front_page=outputs.front_page,
     ),
 )

@@ -1,4 +1,4 @@
-"""Snakemake adapter: export the seeded runs as a reference bundle."""
+"""Snakemake adapter: export every cell's seeded runs as a reference bundle."""
 
 from keras_repro.logs import configure_logging
 from keras_repro.reference import export_reference

@@ -1,4 +1,5 @@
-"""Snakemake adapter: one training run, in a fresh process with PYTHONHASHSEED set."""
+"""Snakemake adapter: one training run of a cell (a model on a backend), in a fresh process with
+PYTHONHASHSEED and the backend's variables set."""
 
 import logging
 
@@ -39,6 +40,7 @@ train_in_fresh_process(
         dataset_sha256=recorded_sha256(snakemake.input.manifest),
         data_spec=recorded_spec(snakemake.input.manifest),
         model_sha256=params.model_sha256,
+        backend=params.backend,
     ),
     runs_per_gpu=params.runs_per_gpu,
     gpu_lock_dir=params.gpu_lock_dir,

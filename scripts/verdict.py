@@ -1,13 +1,8 @@
-"""Snakemake adapter: compare the evidence again and fail the workflow unless every run was
-identical (or summary.json says otherwise than the evidence)."""
+"""Snakemake adapter: compare every cell's evidence again and fail the workflow unless every run
+of every cell was identical (or a summary.json says otherwise than the evidence)."""
 
-from keras_repro.evidence import job_evidence
 from keras_repro.logs import configure_logging
-from keras_repro.verdict import judge
+from keras_repro.matrix import judge_matrix, workflow_cells
 
 configure_logging(snakemake.log[0])
-judge(
-    job_evidence(snakemake.input, snakemake.params),
-    snakemake.input.summary,
-    snakemake.output.verdict,
-)
+judge_matrix(workflow_cells(snakemake.params.cells, snakemake.params), snakemake.output.verdict)

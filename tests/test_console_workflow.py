@@ -14,12 +14,12 @@ from workflows import snakemake
 
 pytestmark = pytest.mark.workflow
 
-REPORT = "results/report"
+REPORT = "results/report/recipe/tensorflow"
 
 
 def test_a_run_shows_progress_ends_with_its_verdict_and_reports_what_it_trained(copied_run):
-    (copied_run / "results/runs/seed812/repeat2/history.json").unlink()
-    (copied_run / "results/initializers/process1.json").unlink()
+    (copied_run / "results/runs/recipe/tensorflow/seed812/repeat2/history.json").unlink()
+    (copied_run / "results/initializers/tensorflow/process1.json").unlink()
     result = snakemake(copied_run)
     assert result.returncode == 0, result.stdout
     assert re.search(
@@ -31,7 +31,10 @@ def test_a_run_shows_progress_ends_with_its_verdict_and_reports_what_it_trained(
     assert verdict in result.stdout.splitlines()
     for noise in ("Shell command: None", "cuInit", "cudart_stub", "cpu_feature_guard"):
         assert noise not in result.stdout
-    assert "cudart_stub" in (copied_run / "results/logs/initializers/process1.log").read_text()
+    assert (
+        "cudart_stub"
+        in (copied_run / "results/logs/initializers/tensorflow/process1.log").read_text()
+    )
 
     page = (copied_run / REPORT / "report.html").read_text()
     first_block = html.unescape(page[page.index("<table") : page.index("</table>")])

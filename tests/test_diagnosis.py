@@ -215,6 +215,6 @@ def test_a_bundle_round_trips_and_a_broken_one_is_refused(tmp_path):
     assert np.array_equal(loaded.runs[0].trace.step_loss, make_trace().step_loss)
     with pytest.raises(ReferenceError, match="exists already"):
         export_reference(paths, manifest, {}, tmp_path / "bundle")
-    (tmp_path / "bundle/runs/seed812/repeat1/trace.npz").write_bytes(b"changed")
+    (tmp_path / "bundle/runs/recipe/tensorflow/seed812/repeat1/trace.npz").write_bytes(b"changed")
     with pytest.raises(ReferenceError, match="was changed after training"):
         load_reference(tmp_path / "bundle")

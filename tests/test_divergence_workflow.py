@@ -19,7 +19,7 @@ VERDICT = Path("results/report/verdict.txt")
 
 
 def summary(workdir: Path) -> dict:
-    return json.loads((workdir / "results/report/summary.json").read_text())
+    return json.loads((workdir / "results/report/recipe/tensorflow/summary.json").read_text())
 
 
 def test_a_planted_nudge_is_named_at_its_step_and_layer(copied_run):
@@ -35,7 +35,7 @@ def test_a_planted_nudge_is_named_at_its_step_and_layer(copied_run):
         "epoch": 1,
         "variables": ["sequential/conv2d/kernel"],
     }
-    record = read_record(copied_run / "results/runs/seed42/repeat2/history.json")
+    record = read_record(copied_run / "results/runs/recipe/tensorflow/seed42/repeat2/history.json")
     assert record.settings["perturb_step"] == 3
     assert record.settings["perturb_variable"] == "sequential/conv2d/kernel"
     planted = "a deliberate one-ULP nudge in seed 42 repeat 2 after step 3"
@@ -45,17 +45,19 @@ def test_a_planted_nudge_is_named_at_its_step_and_layer(copied_run):
     assert summary(copied_run)["coverage"]["nudges"] == [
         {"seed": 42, "repeat": 2, "step": 3, "variable": "sequential/conv2d/kernel"}
     ]
-    html = (copied_run / "results/report/report.html").read_text()
+    html = (copied_run / "results/report/recipe/tensorflow/report.html").read_text()
     # the plot's description, beside it and in its alt text
     assert html.count("seed 42, repeat 2 vs 1: the weights parted first, after step 3") == 2
     assert "(in sequential/conv2d/kernel)" in html
     assert f'<p class="planted">Planted: {planted}, <code>sequential/conv2d/kernel</code>' in html
-    assert (copied_run / "results/report/steps.png").read_bytes()[:4] == b"\x89PNG"
+    assert (copied_run / "results/report/recipe/tensorflow/steps.png").read_bytes()[
+        :4
+    ] == b"\x89PNG"
     assert summary(copied_run)["seeds"]["812"]["identical"]
 
 
 def test_unseeded_runs_that_come_out_identical_fail_the_workflow(copied_run):
-    control = copied_run / "results/control/unseeded"
+    control = copied_run / "results/control/recipe/tensorflow/unseeded"
     shutil.copy(control / "repeat1/trace.npz", control / "repeat2/trace.npz")
     twin = read_record(control / "repeat1/history.json")
     twin.repeat = 2
@@ -67,17 +69,21 @@ def test_unseeded_runs_that_come_out_identical_fail_the_workflow(copied_run):
 
 
 def test_the_control_arm_shows_in_the_report_and_off_is_said(copied_run):
-    report = (copied_run / "results/report/report.md").read_text()
+    report = (copied_run / "results/report/recipe/tensorflow/report.md").read_text()
     assert "differ, as they must: the check can see a difference" in report
     assert "Cost of determinism:" in report and "Runs with op determinism off" in report
     controls = summary(copied_run)["controls"]
     assert controls["enabled"] and not controls["unseeded"]["identical"]
     drawn = [
-        read_record(copied_run / f"results/control/unseeded/repeat{r}/history.json") for r in (1, 2)
+        read_record(
+            copied_run / f"results/control/recipe/tensorflow/unseeded/repeat{r}/history.json"
+        )
+        for r in (1, 2)
     ]
     assert all(r.settings["seed_drawn"] for r in drawn) and drawn[0].seed != drawn[1].seed
     nondeterministic = read_record(
-        copied_run / "results/control/nondeterministic/seed812/repeat1/history.json"
+        copied_run
+        / "results/control/recipe/tensorflow/nondeterministic/seed812/repeat1/history.json"
     )
     assert nondeterministic.fingerprint["op_determinism"] is False
 
@@ -85,7 +91,7 @@ def test_the_control_arm_shows_in_the_report_and_off_is_said(copied_run):
     assert result.returncode == 0, result.stdout
     assert (
         "The control arm is off (`control.enabled: false`)"
-        in (copied_run / "results/report/report.md").read_text()
+        in (copied_run / "results/report/recipe/tensorflow/report.md").read_text()
     )
 
 
@@ -124,14 +130,14 @@ def test_a_saved_reference_is_identical_then_drift_then_a_bug(copied_run):
     ]
     assert (
         "differs, and the environment changed: drift"
-        in (copied_run / "results/report/report.md").read_text()
+        in (copied_run / "results/report/recipe/tensorflow/report.md").read_text()
     )
     result = snakemake(copied_run, *compared, "reference_drift=fail")
     assert result.returncode != 0 and "after the environment changed (drift)" in result.stdout
 
     def library_restored(record):
         record.fingerprint["tensorflow"] = read_record(
-            copied_run / f"results/runs/seed{record.seed}/repeat1/history.json"
+            copied_run / f"results/runs/recipe/tensorflow/seed{record.seed}/repeat1/history.json"
         ).fingerprint["tensorflow"]
 
     edit_bundle(bundle, library_restored)

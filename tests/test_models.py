@@ -200,7 +200,7 @@ def test_the_workflow_refuses_a_model_before_any_training(tmp_path, case):
     result = snakemake(workdir)
     assert result.returncode != 0
     log = result.stdout + "".join(
-        p.read_text() for p in workdir.glob("results/logs/check_model/*.log")
+        p.read_text() for p in workdir.glob("results/logs/check_model/*/*.log")
     )
     assert "model.py" in log or "nowhere.py" in log
     assert re.search(message, log), log[-3000:]
@@ -218,9 +218,9 @@ def test_a_model_file_trains_through_the_workflow_to_a_verdict(tmp_path, kind, s
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     assert verdict(workdir).startswith("identical (bit-exact)")
-    check = json.loads((workdir / "results/models/mine.build/model.json").read_text())
+    check = json.loads((workdir / "results/models/mine.build/tensorflow/model.json").read_text())
     assert check["kind"] == kind and check["input_shape"] == [None, 28, 28]
-    record = read_record(workdir / "results/runs/seed812/repeat1/history.json")
+    record = read_record(workdir / "results/runs/recipe/tensorflow/seed812/repeat1/history.json")
     assert record.settings["model"] == "mine.py:build"
     assert record.settings["model_sha256"] == check["sha256"]
 
@@ -233,10 +233,10 @@ def test_own_npz_data_and_a_subclassed_model_then_an_edit_retrains_only_its_runs
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     assert verdict(workdir).startswith("identical (bit-exact)")
-    check = json.loads((workdir / "results/models/small.build/model.json").read_text())
+    check = json.loads((workdir / "results/models/small.build/tensorflow/model.json").read_text())
     assert check["kind"] == "subclassed"
     assert (check["input_shape"], check["output_shape"]) == ([None, 20], [None, 3])
-    record = read_record(workdir / "results/runs/seed812/repeat2/history.json")
+    record = read_record(workdir / "results/runs/recipe/tensorflow/seed812/repeat2/history.json")
     assert (record.settings["input_shape"], record.settings["num_classes"]) == ([20], 3)
 
     write_model(workdir, SUBCLASSED, "other.py")
@@ -248,7 +248,7 @@ def test_own_npz_data_and_a_subclassed_model_then_an_edit_retrains_only_its_runs
 
     refused = snakemake(workdir, "--config", "model=recipe")
     assert refused.returncode != 0
-    log = (workdir / "results/logs/check_model/recipe.log").read_text()
+    log = (workdir / "results/logs/check_model/recipe/tensorflow.log").read_text()
     assert "the recipe's CNN takes images shaped (N, height, width)" in log
     assert "rule train" not in refused.stdout
 
@@ -260,5 +260,5 @@ def test_a_zoo_model_trains_through_the_workflow(tmp_path):
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     assert verdict(workdir).startswith("identical (bit-exact)")
-    record = read_record(workdir / "results/runs/seed812/repeat1/history.json")
+    record = read_record(workdir / "results/runs/recipe/tensorflow/seed812/repeat1/history.json")
     assert record.settings["model"] == "upsampling_cnn"

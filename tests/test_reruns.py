@@ -4,6 +4,7 @@ snakemake CLI on a finished run). docs/reruns.md's table is this file's RERUNS, 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,26 +19,27 @@ from keras_repro.settings import run_setting_keys
 pytestmark = pytest.mark.workflow
 
 TRAINING = ("train", "train_unseeded", "train_nondeterministic")
+JUDGED = ("compare", "matrix", "verdict")  # a cell's comparison, the matrix, the verdict
 EVERYTHING = (
     "download",
     "build_dataset",
     "check_model",
     *TRAINING,
     "initializers",
-    "compare",
-    "verdict",
+    *("compare", "matrix", "verdict"),
 )
-FROM_DATA = ("download", "build_dataset", "check_model", *TRAINING, "compare", "verdict")
-FROM_BUILD = ("build_dataset", "check_model", *TRAINING, "compare", "verdict")
-FROM_TRAIN = (*TRAINING, "compare", "verdict")
-FROM_MODEL = ("check_model", *TRAINING, "compare", "verdict")
+FROM_DATA = ("download", "build_dataset", "check_model", *TRAINING, *JUDGED)
+FROM_BUILD = ("build_dataset", "check_model", *TRAINING, *JUDGED)
+FROM_TRAIN = (*TRAINING, *JUDGED)
+FROM_MODEL = ("check_model", *TRAINING, *JUDGED)
 # The backends: the training runs and the initializer draws run them, and the comparison asks
 # them which fingerprint fields can change a result.
-BACKEND_CODE = (*TRAINING, "initializers", "compare", "verdict")
-FROM_SEEDED_TRAIN = ("train", "compare", "verdict")
-FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", "compare", "verdict")
-FROM_INITIALIZERS = ("initializers", "compare", "verdict")
-FROM_COMPARE = ("compare", "verdict")
+BACKEND_CODE = (*TRAINING, "initializers", *JUDGED)
+FROM_SEEDED_TRAIN = ("train", *JUDGED)
+FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", *JUDGED)
+FROM_INITIALIZERS = ("initializers", *JUDGED)
+FROM_COMPARE = JUDGED
+FROM_MATRIX = ("matrix", "verdict")
 NOTHING = ()
 
 
@@ -70,6 +72,9 @@ CONFIG_RERUNS = [
     ("seeds", "seeds=[812,42,7]", FROM_SEEDED_TRAIN),
     ("repeats", "repeats=3", FROM_SEEDED_TRAIN),
     *RUN_SETTING_RERUNS,
+    # a new cell: its model checked and trained on each backend, its comparison; no other cell's
+    ("models", "models=[recipe, batchnorm_cnn]", FROM_MODEL),
+    ("backends", "backends=[tensorflow, jax]", (*FROM_MODEL, "initializers")),
     ("control.enabled", "control={enabled: false}", FROM_COMPARE),
     ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
     ("reference", "reference=REFERENCE", FROM_COMPARE),
@@ -101,6 +106,8 @@ CONFIG_RERUNS = [
 CONFIG_KEYS = {
     **RUN_SETTING_KEYS,
     "dataset": ["dataset"],
+    "models": ["models"],
+    "backends": ["backends"],
     "subset.train, subset.test": ["subset.train", "subset.test"],
     "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
     "perturb.seed, .repeat, .step, .variable": [
@@ -127,6 +134,7 @@ FILE_RERUNS = [
     ("scripts/train.py", FROM_TRAIN),
     ("scripts/initializers.py", FROM_INITIALIZERS),
     ("scripts/compare.py", FROM_COMPARE),
+    ("scripts/matrix.py", FROM_MATRIX),
     ("scripts/verdict.py", ("verdict",)),
     ("scripts/export_reference.py", NOTHING),
     ("src/keras_repro/__init__.py", EVERYTHING),
@@ -172,6 +180,7 @@ FILE_RERUNS = [
     ("src/keras_repro/front_page.py", FROM_COMPARE),
     ("src/keras_repro/verdict.py", FROM_COMPARE),
     ("src/keras_repro/report.py", FROM_COMPARE),
+    ("src/keras_repro/matrix.py", FROM_MATRIX),
     ("src/keras_repro/plots.py", FROM_COMPARE),
     ("src/keras_repro/tables.py", FROM_COMPARE),
     ("src/keras_repro/templates/report.md.j2", FROM_COMPARE),
@@ -204,6 +213,7 @@ FILE_RERUNS = [
     ("rules/reference.smk", NOTHING),
     ("report/workflow.rst", NOTHING),
     ("report/steps.rst", NOTHING),
+    ("report/matrix.rst", NOTHING),
 ]
 WORKFLOW_SOURCES = ("Snakefile", "rules", "scripts", "src", "profiles", "report", "envs")
 TABLE_START = "<!-- rerun table: checked by tests/test_reruns.py -->"
@@ -232,6 +242,23 @@ def test_a_config_change_reruns_exactly(finished_run, tmp_path, change, override
         override = override.replace("REFERENCE", str(tmp_path / "bundle"))
     result = snakemake(finished_run, "-n", "--config", override)
     assert planned_rules(result) == set(expected), change
+
+
+@pytest.mark.parametrize(
+    ("override", "new_cells"),
+    [
+        ("models=[recipe, batchnorm_cnn]", ["batchnorm_cnn/tensorflow"]),
+        ("backends=[tensorflow, jax]", ["recipe/jax"]),
+    ],
+)
+def test_a_new_cell_trains_only_its_own_runs(finished_run, override, new_cells):
+    result = snakemake(finished_run, "-n", "--config", override)
+    assert result.returncode == 0, result.stdout
+    planned = re.findall(r"^    output: (results/\S+/history\.json)", result.stdout, re.MULTILINE)
+    cells = {re.sub(r"^results/(runs|control)/([^/]+/[^/]+)/.*", r"\2", path) for path in planned}
+    assert planned and cells == set(new_cells), planned
+    compared = re.findall(r"^    output: results/report/(\S+)/summary\.json", result.stdout, re.M)
+    assert compared == new_cells, "the cells already compared are not compared again"
 
 
 @pytest.mark.parametrize(("path", "expected"), FILE_RERUNS, ids=[r[0] for r in FILE_RERUNS])

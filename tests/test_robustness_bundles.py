@@ -76,7 +76,11 @@ def test_exporting_onto_an_existing_bundle_changes_nothing(bundled):
 def plant_index(folder: Path, runs_folder: str) -> None:
     """A reference.json in ``folder`` naming the workflow's own runs under ``runs_folder``."""
     entries = [
-        {"seed": seed, "repeat": 1, "record": f"{runs_folder}/seed{seed}/repeat1/history.json"}
+        {
+            "seed": seed,
+            "repeat": 1,
+            "record": f"{runs_folder}/recipe/tensorflow/seed{seed}/repeat1/history.json",
+        }
         for seed in (812, 42)
     ]
     index = {"format": "keras-repro/reference", "format_version": 1, "runs": entries}
@@ -109,14 +113,16 @@ def test_a_bundle_that_is_this_workflows_results_is_refused_before_any_job(bundl
 def _entry_outside(bundle: Path, workdir: Path) -> None:
     index = json.loads((bundle / "reference.json").read_text())
     for entry in index["runs"]:
-        entry["record"] = f"../../runs/seed{entry['seed']}/repeat{entry['repeat']}/history.json"
+        entry["record"] = (
+            f"../../runs/recipe/tensorflow/seed{entry['seed']}/repeat{entry['repeat']}/history.json"
+        )
     (bundle / "reference.json").write_text(json.dumps(index))
 
 
 def _symlinked_record(bundle: Path, workdir: Path) -> None:
-    record = bundle / "runs/seed42/repeat1/history.json"
+    record = bundle / "runs/recipe/tensorflow/seed42/repeat1/history.json"
     record.unlink()
-    record.symlink_to(workdir / "results/runs/seed42/repeat1/history.json")
+    record.symlink_to(workdir / "results/runs/recipe/tensorflow/seed42/repeat1/history.json")
 
 
 def _no_runs(bundle: Path, workdir: Path) -> None:
@@ -197,8 +203,8 @@ def test_a_bad_bundle_refuses_the_verdict_and_the_report_is_written(bundled, cas
     assert REFUSED in result.stdout and reason in result.stdout, result.stdout
     assert "Traceback" not in result.stdout
     assert not (bundled / VERDICT).exists()
-    summary = json.loads((bundled / "results/report/summary.json").read_text())
+    summary = json.loads((bundled / "results/report/recipe/tensorflow/summary.json").read_text())
     assert summary["verdict"] == "refused" and reason in summary["reference"]["refused"]
     for name in ("report.md", "report.html"):
-        report = (bundled / "results/report" / name).read_text()
+        report = (bundled / "results/report/recipe/tensorflow" / name).read_text()
         assert REFUSED in report and "Nothing was compared with it" in report

@@ -23,7 +23,7 @@ from keras_repro.perturb import (
 pytestmark = pytest.mark.workflow
 
 VERDICT = Path("results/report/verdict.txt")
-RUN = Path("results/runs/seed42/repeat2")
+RUN = Path("results/runs/recipe/tensorflow/seed42/repeat2")
 # The tiny run: 320 training examples, batch_size 64, 1 epoch.
 STEPS = 5
 FAKE_CARD = "0, GPU-aaaaaaaa-0000-0000-0000-000000000000, Fake A100\n"

@@ -83,7 +83,7 @@ def assert_markdown_escaped(markdown: str) -> None:
 
 @pytest.mark.workflow
 def test_a_payload_in_every_string_of_a_real_run_stays_text(copied_run, tmp_path):
-    runs = copied_run / "results/runs"
+    runs = copied_run / "results/runs/recipe/tensorflow"
     # A run trained again with the payload in its environment (fingerprinted as it is).
     for name in ("history.json", "trace.npz"):
         (runs / "seed42/repeat2" / name).unlink()
@@ -94,7 +94,7 @@ def test_a_payload_in_every_string_of_a_real_run_stays_text(copied_run, tmp_path
     record.history[IMG] = list(record.history["loss"])
     write_record(record, runs / "seed812/repeat2/history.json")
     # A refused record whose format is a script tag.
-    refused = copied_run / "results/control/unseeded/repeat2/history.json"
+    refused = copied_run / "results/control/recipe/tensorflow/unseeded/repeat2/history.json"
     data = json.loads(refused.read_text())
     data["format"] = SCRIPT
     refused.write_text(json.dumps(data))
@@ -110,7 +110,7 @@ def test_a_payload_in_every_string_of_a_real_run_stays_text(copied_run, tmp_path
     index["created"] = SCRIPT
     (bundle / "reference.json").write_text(json.dumps(index))
     for seed, change in (("42", "tensorflow"), ("812", "epochs")):
-        path = bundle / f"runs/seed{seed}/repeat1/history.json"
+        path = bundle / f"runs/recipe/tensorflow/seed{seed}/repeat1/history.json"
         record = read_record(path)
         if change == "tensorflow":
             record.fingerprint["tensorflow"] = SCRIPT  # drift, both values shown
@@ -134,7 +134,7 @@ def test_a_payload_in_every_string_of_a_real_run_stays_text(copied_run, tmp_path
     retrained = read_record(runs / "seed42/repeat2/history.json")
     assert retrained.fingerprint["environment"]["CUDA_VISIBLE_DEVICES"] == IMG
 
-    html = (copied_run / "results/report/report.html").read_text()
+    html = (copied_run / "results/report/recipe/tensorflow/report.html").read_text()
     page = assert_only_template_markup(html)
     text = "".join(page.text)
     assert "<script" not in html and "<img src=x" not in html
@@ -153,8 +153,8 @@ def test_a_payload_in_every_string_of_a_real_run_stays_text(copied_run, tmp_path
     header = next(row for row in rows if row[0] == "field")
     (variable,) = [row for row in rows if row[0].startswith("environment.CUDA_VISIBLE")]
     assert variable[header.index("seed 42 repeat 2")] == IMG
-    assert_markdown_escaped((copied_run / "results/report/report.md").read_text())
-    assert_no_script_runs(copied_run / "results/report/report.html")
+    assert_markdown_escaped((copied_run / "results/report/recipe/tensorflow/report.md").read_text())
+    assert_no_script_runs(copied_run / "results/report/recipe/tensorflow/report.html")
 
 
 def assert_no_script_runs(page: Path) -> None:
@@ -216,7 +216,7 @@ def test_every_string_of_a_comparison_is_escaped_in_both_templates(tmp_path, ide
 
 @pytest.mark.workflow
 def test_a_deleted_trace_is_trained_again_and_judged(copied_run):
-    trace = copied_run / "results/runs/seed42/repeat2/trace.npz"
+    trace = copied_run / "results/runs/recipe/tensorflow/seed42/repeat2/trace.npz"
     trace.unlink()
     result = snakemake(copied_run)
     assert result.returncode == 0, result.stdout
@@ -227,13 +227,13 @@ def test_a_deleted_trace_is_trained_again_and_judged(copied_run):
 
 @pytest.mark.workflow
 def test_a_summary_edited_to_identical_after_a_mismatch_is_refused(copied_run):
-    path = copied_run / "results/runs/seed42/repeat2/history.json"
+    path = copied_run / "results/runs/recipe/tensorflow/seed42/repeat2/history.json"
     record = read_record(path)
     record.history["loss"][0] = next_float32(record.history["loss"][0])
     write_record(record, path)
     result = snakemake(copied_run)
     assert result.returncode != 0 and "1 ULP (float32)" in result.stdout
-    summary_path = copied_run / "results/report/summary.json"
+    summary_path = copied_run / "results/report/recipe/tensorflow/summary.json"
     summary = json.loads(summary_path.read_text())
     assert summary["verdict"] == "mismatch"
     summary["verdict"] = "identical"
@@ -241,11 +241,16 @@ def test_a_summary_edited_to_identical_after_a_mismatch_is_refused(copied_run):
     for _attempt in range(2):  # and again: the edit is never taken for the evidence
         result = snakemake(copied_run)
         assert result.returncode != 0
-        assert "results/report/summary.json was changed after compare wrote it" in result.stdout
+        assert (
+            "results/report/recipe/tensorflow/summary.json was changed after compare wrote it"
+            in result.stdout
+        )
         assert 'verdict says "identical", the evidence "mismatch"' in result.stdout
-        assert "delete results/report/ and run again" in result.stdout
+        assert "delete results/report/recipe/tensorflow/ and run again" in result.stdout
         assert not (copied_run / VERDICT).exists()
-    assert (copied_run / "results/report/report.html").exists(), "the report stays"
+    assert (copied_run / "results/report/recipe/tensorflow/report.html").exists(), (
+        "the report stays"
+    )
     shutil.rmtree(copied_run / "results/report")
     result = snakemake(copied_run)
     assert result.returncode != 0 and "1 ULP (float32)" in result.stdout
@@ -256,10 +261,10 @@ def test_a_summary_edited_to_identical_after_a_mismatch_is_refused(copied_run):
 def test_one_seed_says_seeds_were_not_compared(copied_run):
     result = snakemake(copied_run, "--config", "seeds=[812]")
     assert result.returncode == 0, result.stdout
-    summary = json.loads((copied_run / "results/report/summary.json").read_text())
+    summary = json.loads((copied_run / "results/report/recipe/tensorflow/summary.json").read_text())
     assert summary["seeds_differ"] is None and list(summary["seeds"]) == ["812"]
     said = "Only one seed: seeds were not compared with each other."
     for name in ("report.md", "report.html"):
-        report = (copied_run / "results/report" / name).read_text()
+        report = (copied_run / "results/report/recipe/tensorflow" / name).read_text()
         assert said in report and "Different seeds trained differently" not in report
     assert (copied_run / VERDICT).read_text().startswith("identical (bit-exact): 2 runs")

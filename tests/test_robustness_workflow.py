@@ -21,7 +21,7 @@ from keras_repro.record import read_record, write_record
 pytestmark = pytest.mark.workflow
 
 VERDICT = Path("results/report/verdict.txt")
-RECORD = Path("results/runs/seed42/repeat2/history.json")
+RECORD = Path("results/runs/recipe/tensorflow/seed42/repeat2/history.json")
 
 
 def jobs_run(result: subprocess.CompletedProcess, rule: str) -> int:
@@ -37,10 +37,10 @@ def test_a_deleted_record_is_trained_again_and_judged(copied_run):
 
 
 def test_a_deleted_report_file_is_made_again(copied_run):
-    (copied_run / "results/report/report.md").unlink()
+    (copied_run / "results/report/recipe/tensorflow/report.md").unlink()
     result = snakemake(copied_run)
     assert result.returncode == 0, result.stdout
-    assert (copied_run / "results/report/report.md").exists()
+    assert (copied_run / "results/report/recipe/tensorflow/report.md").exists()
     assert jobs_run(result, "train") == 0
 
 
@@ -67,7 +67,9 @@ def _edit_decimal(text: str) -> str:
 def test_a_refused_record_fails_the_verdict_naming_the_file(copied_run, case, edit, reason):
     path = copied_run / RECORD
     if edit is None:
-        path.write_text((copied_run / "results/runs/seed42/repeat1/history.json").read_text())
+        path.write_text(
+            (copied_run / "results/runs/recipe/tensorflow/seed42/repeat1/history.json").read_text()
+        )
     else:
         path.write_text(edit(path.read_text()))
     for _attempt in range(2):  # and again: the refusal sticks until the record is fixed
@@ -77,9 +79,9 @@ def test_a_refused_record_fails_the_verdict_naming_the_file(copied_run, case, ed
         assert reason in result.stdout and str(RECORD) in result.stdout
         assert not (copied_run / VERDICT).exists()
         assert jobs_run(result, "train") == 0
-    summary = json.loads((copied_run / "results/report/summary.json").read_text())
+    summary = json.loads((copied_run / "results/report/recipe/tensorflow/summary.json").read_text())
     assert summary["verdict"] == "refused" and summary["refused"][0]["path"].endswith(str(RECORD))
-    assert str(RECORD) in (copied_run / "results/report/report.html").read_text()
+    assert str(RECORD) in (copied_run / "results/report/recipe/tensorflow/report.html").read_text()
 
 
 def test_a_trace_changed_after_training_refuses_its_record(copied_run):
@@ -121,7 +123,7 @@ def test_a_replaced_dataset_file_is_refused_and_no_verdict_remains(copied_run):
 
 
 def test_a_failed_comparison_leaves_no_verdict(copied_run):
-    draw = copied_run / "results/initializers/process1.json"
+    draw = copied_run / "results/initializers/tensorflow/process1.json"
     draw.write_text("{")  # unreadable: compare fails outright
     result = snakemake(copied_run)
     assert result.returncode != 0

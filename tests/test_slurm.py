@@ -215,7 +215,9 @@ def test_device_gpu_requests_a_gpu_per_run_and_fails_cleanly_on_a_fake_card(slur
         assert job["gpus"] == "gres:gpu:1", job  # what --gpus=1 records
         assert job["cpus"] == "2", "cpus_per_task follows the config's threads"
     for repeat in (1, 2):
-        train_log = (workdir / f"results/runs/seed812/repeat{repeat}/train.log").read_text()
+        train_log = (
+            workdir / f"results/runs/recipe/tensorflow/seed812/repeat{repeat}/train.log"
+        ).read_text()
         found = re.search(
             r"device: gpu, but TensorFlow sees no GPU \(CUDA_VISIBLE_DEVICES='(\d)'\)", train_log
         )

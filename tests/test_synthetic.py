@@ -110,4 +110,4 @@ def test_the_workflow_runs_on_what_the_cli_writes_with_the_command_it_prints(tmp
     assert (report / "verdict.txt").read_text().startswith("identical (bit-exact)")
     manifest = yaml.safe_load((folder / "results/data/synthetic/manifest.json").read_text())
     assert manifest["source"]["name"] == "local"
-    assert len(list(folder.glob("results/runs/seed*/repeat*/history.json"))) == 4
+    assert len(list(folder.glob("results/runs/recipe/tensorflow/seed*/repeat*/history.json"))) == 4

@@ -53,14 +53,14 @@ def test_dataset_stage_builds_the_same_bytes_again(synthetic_workdir, server):
 
 def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(copied_run):
     synthetic_workdir = copied_run
-    report = synthetic_workdir / "results/report"
+    report = synthetic_workdir / "results/report/recipe/tensorflow"
     summary = json.loads((report / "summary.json").read_text())
     assert summary["verdict"] == "identical" and summary["mode"] == "exact"
     assert summary["runs"] == 4 and summary["seeds_differ"]
-    assert (report / "verdict.txt").read_text().startswith("identical (bit-exact)")
+    assert (report.parent.parent / "verdict.txt").read_text().startswith("identical (bit-exact)")
     for name in ("report.html", "report.md", "histories.csv", "curves.png"):
         assert (report / name).stat().st_size > 0
-    run = synthetic_workdir / "results/runs/seed42/repeat2"
+    run = synthetic_workdir / "results/runs/recipe/tensorflow/seed42/repeat2"
     record = read_record(run / "history.json")
     assert record.fingerprint["op_determinism"] is True
     assert record.fingerprint["intra_op_threads"] == record.fingerprint["inter_op_threads"] == 1
@@ -70,7 +70,7 @@ def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(copie
     assert "epoch 1/1 done" in (run / "train.log").read_text()
     assert (run / "benchmark.tsv").exists()
 
-    untouched = synthetic_workdir / "results/runs/seed812/repeat1/history.json"
+    untouched = synthetic_workdir / "results/runs/recipe/tensorflow/seed812/repeat1/history.json"
     untouched_mtime = untouched.stat().st_mtime_ns
     record.history["loss"][0] = next_float32(record.history["loss"][0])
     write_record(record, run / "history.json")
@@ -94,7 +94,7 @@ def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(copie
         1,
     )
     assert first["data_already_differed"] is False
-    assert not (report / "verdict.txt").exists()
+    assert not (report.parent.parent / "verdict.txt").exists()
     assert "MISMATCH" in (report / "report.md").read_text()
     assert "seed 42, repeat 2 vs 1, epoch 1" in (report / "report.html").read_text()
 
@@ -132,10 +132,12 @@ def test_real_fashion_mnist_trains_reproducibly(tmp_path):
     )
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout
-    summary = json.loads((workdir / "results/report/summary.json").read_text())
+    summary = json.loads((workdir / "results/report/recipe/tensorflow/summary.json").read_text())
     assert summary["verdict"] == "identical"
     for seed in (812, 42):
-        record = read_record(workdir / f"results/runs/seed{seed}/repeat1/history.json")
+        record = read_record(
+            workdir / f"results/runs/recipe/tensorflow/seed{seed}/repeat1/history.json"
+        )
         assert record.evaluation["accuracy"] > 0.6, "one epoch on 10k images learns something"
 
 

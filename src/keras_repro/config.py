@@ -152,11 +152,17 @@ def _size_problems(config: dict[str, Any]) -> list[str]:
         keys.append("2 × control.repeats")
         values.append(f"2 × {config['control']['repeats']}")
         runs += 2 * config["control"]["repeats"]
+    planned, counted = " + ".join(keys), " + ".join(values)
+    cells = len(config["models"] or [config["model"]]) * len(config["backends"])
+    if cells > 1:
+        planned = f"cells (models × backends) × ({planned})"
+        counted = f"{cells} × ({counted})"
+        runs *= cells
     problems = []
     fix = "raise limits.max_runs if you mean it"
     if runs > limit:
         problems.append(
-            f"{' + '.join(keys)} = {' + '.join(values)} = {runs} training runs, more than the "
+            f"{planned} = {counted} = {runs} training runs, more than the "
             f"{limit} one config may plan (limits.max_runs); use fewer, or {fix}"
         )
     if config["initializer_processes"] > limit:

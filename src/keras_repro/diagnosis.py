@@ -46,6 +46,10 @@ class FieldChange:
 def environment_changes(reference: dict[str, Any], other: dict[str, Any]) -> list[FieldChange]:
     """The fingerprint fields that can change a result and differ between two runs."""
     a, b = flatten(reference), flatten(other)
+    # KERAS_BACKEND unset (records before the backends) is Keras' default: TensorFlow.
+    for flat in (a, b):
+        if flat.get("environment.KERAS_BACKEND") is None:
+            flat["environment.KERAS_BACKEND"] = "tensorflow"
     backends = fingerprint_backends([reference, other])
     return [
         FieldChange(field, a.get(field, "—"), b.get(field, "—"))

@@ -35,21 +35,29 @@ class Evidence:
     reference_drift: str = "report"
     own_results: Path | None = None  # this workflow's results/, which a bundle must not be
     manifest: Path | None = None  # the dataset's, for what was trained
+    # The matrix cell (model name, backend) the runs are: a reference's other cells are left out.
+    cell: tuple[str, str] | None = None
 
 
-def job_evidence(inputs: Any, params: Any) -> Evidence:
+FILES = ("records", "initializers", "unseeded", "nondeterministic", "manifest")
+
+
+def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) -> Evidence:
     """The evidence from a job's named inputs and params, as ``rules/common.smk`` names them
-    (``evidence_files``, ``evidence_params``): shared by the compare and verdict adapters."""
+    (``cell_evidence``, ``evidence_params``): shared by the compare adapter and, per cell, by
+    the matrix and verdict adapters (``inputs`` a mapping there)."""
+    files = inputs if isinstance(inputs, dict) else {name: getattr(inputs, name) for name in FILES}
     return Evidence(
-        list(inputs.records),
-        list(inputs.initializers),
+        list(files["records"]),
+        list(files["initializers"]),
         Tolerance.from_config(params.comparison),
-        controls={"unseeded": inputs.unseeded, "nondeterministic": inputs.nondeterministic}
+        controls={"unseeded": files["unseeded"], "nondeterministic": files["nondeterministic"]}
         if params.control
         else None,
         reference=params.reference,
         reference_drift=params.reference_drift,
-        manifest=inputs.manifest,
+        manifest=files["manifest"],
+        cell=cell,
     )
 
 
@@ -72,7 +80,7 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
             compared = refused_reference(evidence.reference, error, evidence.reference_drift)
         else:
             compared = compare_with_reference(
-                reference, runs, evidence.tolerance, evidence.reference_drift
+                reference, runs, evidence.tolerance, evidence.reference_drift, evidence.cell
             )
     manifest = json.loads(Path(evidence.manifest).read_text()) if evidence.manifest else None
     comparison = summarize(

@@ -17,11 +17,27 @@ from typing import Any
 from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.files import UnsafePath, path_inside, write_json_atomic
+from keras_repro.models import model_name
 from keras_repro.trace import Trace, TraceBounds, read_trace
 
 RECORD_FORMAT = "keras-repro/run-record"
 RECORD_FORMAT_VERSION = 1
 MAX_RECORD_BYTES = 64 * 2**20  # about 500 bytes per epoch: 100,000 epochs fit
+
+
+# What records written before a setting existed were trained with (the recipe's).
+LEGACY_SETTINGS: dict[str, Any] = {
+    "model": "recipe",
+    "backend": "tensorflow",
+    "pipeline": "tfdata",
+    "compile": {
+        "optimizer": "adam",
+        "learning_rate": None,
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+        "jit_compile": False,
+    },
+}
 
 
 class RecordError(ReproError, ValueError):
@@ -43,6 +59,15 @@ class RunRecord:
     # The step trace beside the record: {"file": relative path, "sha256": ...}; older records
     # have none.
     trace: dict[str, str] | None = None
+
+    def setting(self, key: str) -> Any:
+        """A setting of the run, or what a record written before it existed was trained with."""
+        return self.settings.get(key, LEGACY_SETTINGS.get(key))
+
+    @property
+    def cell(self) -> tuple[str, str]:
+        """The matrix cell the run belongs to: its model's name in paths, and its backend."""
+        return model_name(self.setting("model")), self.setting("backend")
 
 
 def encode_floats(values: list[float]) -> dict[str, list[Any]]:

@@ -1,7 +1,8 @@
 """Saved references: this machine's runs exported as a bundle, and runs compared with one.
 
 A bundle is a folder: ``reference.json`` (what was run, on what data, when) and every seeded
-run's record and trace under ``runs/``. Compared with a bundle, each seed's first run is either
+run's record and trace under ``runs/`` (``runs/MODEL/BACKEND/seedS/repeatR/``; bundles from
+before the matrix hold ``runs/seedS/repeatR/``, the recipe on TensorFlow). Compared with a bundle, each seed's first run is either
 identical, a reproducibility bug (it differs although the environment is the same), or drift
 (it differs and the environment changed: library versions, CPU, GPU, driver, threads...).
 """
@@ -28,8 +29,18 @@ REFERENCE_FORMAT = "keras-repro/reference"
 REFERENCE_FORMAT_VERSION = 1
 BUNDLE_INDEX = "reference.json"
 MAX_INDEX_BYTES = 16 * 2**20
-# Settings that must match for runs to be comparable at all.
-COMPARABLE_SETTINGS = ("dataset_sha256", "epochs", "batch_size", "train_examples", "test_examples")
+# Settings that must match for runs to be comparable at all (records written before a setting
+# existed hold its default: record.LEGACY_SETTINGS); a model's file digest only where both
+# runs have one.
+COMPARABLE_SETTINGS = (
+    "dataset_sha256",
+    "epochs",
+    "batch_size",
+    "train_examples",
+    "test_examples",
+    "pipeline",
+    "compile",
+)
 
 
 class ReferenceError(ReproError):
@@ -56,7 +67,8 @@ def export_reference(
         entries = []
         for path in record_paths:
             run = read_run(path, trace_beside=True)
-            folder = Path("runs") / f"seed{run.record.seed}" / f"repeat{run.record.repeat}"
+            model, backend = run.record.cell
+            folder = Path("runs", model, backend, f"seed{run.record.seed}", f"repeat{run.record.repeat}")
             (staging / folder).mkdir(parents=True)
             shutil.copy2(path, staging / folder / "history.json")
             if run.record.trace is not None:
@@ -64,6 +76,8 @@ def export_reference(
                 shutil.copy2(trace, staging / folder / run.record.trace["file"])
             entries.append(
                 {
+                    "model": model,
+                    "backend": backend,
                     "seed": run.record.seed,
                     "repeat": run.record.repeat,
                     "record": str(folder / "history.json"),
@@ -173,7 +187,7 @@ def load_reference(path: Path, own_results: Path | None = None) -> Reference:
         )
     index_path = path / BUNDLE_INDEX
     index = _read_index(index_path)
-    runs: dict[tuple[int, int], Run] = {}
+    runs: dict[tuple[str, str, int, int], Run] = {}
     for number, entry in enumerate(index["runs"]):
         try:
             run = read_run(path_below(path, entry["record"]), trace_beside=True)
@@ -187,11 +201,12 @@ def load_reference(path: Path, own_results: Path | None = None) -> Reference:
                 f"reference {run.path}: holds seed {run.record.seed} repeat {run.record.repeat}, "
                 f"{BUNDLE_INDEX} says seed {key[0]} repeat {key[1]}"
             )
-        if key in runs:
+        if (*run.record.cell, *key) in runs:
             raise ReferenceError(
-                f"reference {index_path}: seed {key[0]} repeat {key[1]} is listed twice"
+                f"reference {index_path}: {run.record.cell[0]} on {run.record.cell[1]} seed "
+                f"{key[0]} repeat {key[1]} is listed twice"
             )
-        runs[key] = run
+        runs[(*run.record.cell, *key)] = run
     return Reference(path, index.get("created", "?"), index.get("config", {}), list(runs.values()))
 
 
@@ -202,20 +217,33 @@ def refused_reference(path: Path, error: ReferenceError, drift: str) -> Referenc
 
 
 def _not_comparable(reference: Run, current: Run) -> list[str]:
-    a, b = reference.record.settings, current.record.settings
+    a, b = reference.record, current.record
+    keys = list(COMPARABLE_SETTINGS)
+    if a.settings.get("model_sha256") and b.settings.get("model_sha256"):
+        keys.append("model_sha256")
     return [
-        f"{key} {a.get(key)} in the reference, {b.get(key)} here"
-        for key in COMPARABLE_SETTINGS
-        if a.get(key) != b.get(key)
+        f"{key} {a.setting(key)} in the reference, {b.setting(key)} here"
+        for key in keys
+        if a.setting(key) != b.setting(key)
     ]
 
 
 def compare_with_reference(
-    reference: Reference, runs: list[Run], tolerance: Tolerance | None, drift: str
+    reference: Reference,
+    runs: list[Run],
+    tolerance: Tolerance | None,
+    drift: str,
+    cell: tuple[str, str] | None = None,
 ) -> ReferenceResult:
-    """Each seed's first run now against the reference's first run of that seed."""
+    """Each seed's first run now against the reference's first run of that seed (of the same
+    matrix cell, when ``cell`` names one)."""
+    compared = [r for r in reference.runs if cell is None or r.record.cell == cell]
+    if not compared:
+        result = ReferenceResult(str(reference.path), reference.created, drift, [], [])
+        result.not_comparable.append(f"it holds no runs of {cell[0]} on {cell[1]}")
+        return result
     firsts: dict[int, Run] = {}
-    for run in sorted(reference.runs, key=lambda r: r.record.repeat):
+    for run in sorted(compared, key=lambda r: r.record.repeat):
         firsts.setdefault(run.record.seed, run)
     current: dict[int, Run] = {}
     for run in sorted(runs, key=lambda r: r.record.repeat):

@@ -125,6 +125,29 @@ def model_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{path.stem}.{function}").lstrip("._-") or "model"
 
 
+def matrix_models(model: str, models: list[str] | None) -> dict[str, str]:
+    """The matrix's models by their name in paths (``model_name``): ``models``, or ``model``
+    alone when it is None. Raises ModelError for a spec that cannot be a model, for
+    ``model`` set beside ``models``, and for two specs that would share one results folder."""
+    if models is not None and model != "recipe":
+        raise ModelError(
+            f"model: {model!r} is set beside models: {models}; list it in models instead "
+            "(model is used only when models is null)"
+        )
+    named: dict[str, str] = {}
+    for spec in models or [model]:
+        if problem := spec_problem(spec):
+            raise ModelError(problem)
+        name = model_name(spec)
+        if name in named:
+            raise ModelError(
+                f"models: {named[name]!r} and {spec!r} would both train in results/runs/{name}/; "
+                "rename one file or function"
+            )
+        named[name] = spec
+    return named
+
+
 def model_source(spec: str) -> Path:
     """The file that defines the model: a zoo or recipe module, or the user's file."""
     if spec in ZOO:
