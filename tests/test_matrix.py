@@ -249,7 +249,12 @@ def test_one_cell_is_judged_exactly_as_today(cells, tmp_path, which):
     assert said["judge"].startswith("runs are NOT" if which == NUDGED else "identical (bit-exact)")
 
 
-def outcome_comparison(cell: Cell, status: str) -> Comparison:
+FLAX = "https://github.com/google/flax/issues/4233"
+
+
+def outcome_comparison(
+    cell: Cell, status: str, sources: tuple[str, str] = (FLAX, "javascript:alert(1)")
+) -> Comparison:
     """The cell's comparison as it is when its runs did not train: every run refused up front
     (not-possible), or seed 42 repeat 2 failed on an op without a deterministic kernel."""
     comparison, _ = compare_evidence(cell.evidence)
@@ -277,10 +282,7 @@ def outcome_comparison(cell: Cell, status: str) -> Comparison:
             source,
             None,
         )
-        for seed, source in (
-            (812, "https://github.com/google/flax/issues/4233"),
-            (42, "javascript:alert(1)"),
-        )
+        for seed, source in zip((812, 42), sources, strict=True)
         for repeat in (1, 2)
     ]
     return dataclasses.replace(
@@ -354,3 +356,22 @@ def test_the_page_in_a_real_browser(cells, tmp_path):
         timeout=120,
     )
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_cell_not_possible_for_one_reason_says_it_once(cells, tmp_path):
+    impossible = outcome_comparison(cells[4], "not-possible", (FLAX, FLAX))
+    shown = [matrix_cell(cells[4], impossible)]
+    matrix = Matrix(["lstm_rows"], ["jax"], shown, matrix_headline(shown))
+    assert matrix.verdict == "not-possible"
+    write_pages(matrix, tmp_path / "report.html", tmp_path / "report.md", tmp_path / "m.json")
+    (cell,) = Tables((tmp_path / "report.html").read_text()).tables[0][1][1:]
+    assert lines(cell) == [
+        "not possible here no run trained",
+        "every seed: not possible here: max pooling's gradient has no deterministic kernel on "
+        f"a GPU {PAYLOAD} ({FLAX})",
+    ]
+    text = (tmp_path / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| lstm_rows |"))
+    assert row.startswith("| lstm_rows | [not possible here](")
+    assert "/lstm_rows/jax/report.html) (no run trained): every seed: not possible here" in row
+    assert row.count("not possible here:") == 1

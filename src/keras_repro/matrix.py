@@ -105,6 +105,15 @@ class MatrixCell:
     def name(self) -> str:
         return f"{self.model} on {self.backend}"
 
+    @property
+    def one_reason(self) -> SeedStatus | None:
+        """The one seed that says it for all, when every seed is not possible for the same
+        reason from the same source (as a known-impossible combination is)."""
+        said = {(s.status, s.reason, s.source) for s in self.seeds}
+        if len(said) == 1 and self.seeds[0].status == "not-possible":
+            return self.seeds[0]
+        return None
+
 
 @dataclass
 class Matrix:
