@@ -375,3 +375,24 @@ def test_a_cell_not_possible_for_one_reason_says_it_once(cells, tmp_path):
     assert row.startswith("| lstm_rows | [not possible here](")
     assert "/lstm_rows/jax/report.html) (no run trained): every seed: not possible here" in row
     assert row.count("not possible here:") == 1
+
+
+def test_a_refused_cell_fails_the_verdict_and_says_so_per_seed(cells, tmp_path):
+    refused = write_cell(tmp_path, "recipe", "torch")
+    refused.evidence.records[0].write_text("{}")
+    write_report(refused.evidence, ReportPaths.in_folder(refused.summary.parent))
+    with pytest.raises(VerdictError) as raised:
+        judge_matrix([cells[0], refused], tmp_path / "verdict.txt")
+    message = str(raised.value).splitlines()
+    assert message[:2] == [
+        "the matrix is NOT reproducible: 1 of 2 cells fail (recipe on torch).",
+        "recipe on torch: REFUSED: 1 run record was refused, so no verdict can be given:",
+    ]
+    assert message[2].startswith(f"  - recipe on torch: {refused.evidence.records[0]}: ")
+    assert message[3] == "Delete each refused record and run the workflow again to retrain it."
+    matrix, _ = build_matrix([cells[0], refused])
+    assert [(s.seed, s.status, s.reason) for s in matrix.cells[1].seeds] == [
+        (812, "refused", "1 run record refused"),
+        (42, "refused", "1 run record refused"),
+    ]
+    assert matrix.headline == "NOT REPRODUCIBLE (bit-exact): 1 of 2 cells (recipe on torch refused)"
