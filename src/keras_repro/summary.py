@@ -184,6 +184,7 @@ class Comparison:
     times: list[RunTime] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
     coverage: Coverage | None = None  # what was trained (summaries written before: None)
+    outcomes: list = field(default_factory=list)  # RunOutcome: runs that did not train
 
     @property
     def identical(self) -> bool:

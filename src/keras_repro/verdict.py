@@ -91,7 +91,7 @@ def _first_difference(written: Any, derived: Any, where: str = "") -> str | None
     return None
 
 
-def _check_summary(summary_path: Path, comparison: Comparison) -> None:
+def check_summary(summary_path: Path, comparison: Comparison) -> None:
     """Refuse a summary.json that is not what ``comparison`` serialises to."""
     derived = json.loads(json.dumps(summary_to_json(comparison), allow_nan=False))
     try:
@@ -110,7 +110,7 @@ def judge(evidence: Evidence, summary_path: Path, verdict_path: Path) -> None:
     """Compare the evidence again, refuse a summary.json that says otherwise, and write
     ``verdict_path`` if every run agrees; raise VerdictError otherwise."""
     comparison, _ = compare_evidence(evidence)
-    _check_summary(summary_path, comparison)
+    check_summary(summary_path, comparison)
     kept = f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
     # A nudge planted on purpose still fails the verdict (the check is seen to catch it); the
     # message says it was planted.
