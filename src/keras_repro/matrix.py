@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from keras_repro.coverage import planted
-from keras_repro.evidence import Evidence, compare_evidence
+from keras_repro.evidence import Evidence, compare_evidence, job_evidence
 from keras_repro.files import atomic_write, write_json_atomic
+from keras_repro.front_page import TEMPLATES, front_page_rst
 from keras_repro.matrix_json import matrix_to_json
 from keras_repro.render import HTML, MARKDOWN
 from keras_repro.summary import Comparison, PairResult, SeedResult
@@ -45,6 +47,22 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.model} on {self.backend}"
+
+
+def workflow_cells(cells: list[dict[str, Any]], params: Any) -> list[Cell]:
+    """The cells as ``rules/common.smk`` (``matrix_cells``) passes them: each a model, a
+    backend, its evidence files, summary.json and report.html (``page``); judged by the
+    evidence params every cell shares."""
+    return [
+        Cell(
+            cell["model"],
+            cell["backend"],
+            job_evidence(cell["evidence"], params, cell=(cell["model"], cell["backend"])),
+            Path(cell["summary"]),
+            Path(cell["page"]),
+        )
+        for cell in cells
+    ]
 
 
 @dataclass
@@ -302,9 +320,26 @@ def write_pages(matrix: Matrix, html: Path, markdown: Path, matrix_json: Path) -
     write_json_atomic(matrix_to_json(matrix, Path(matrix_json).parent), matrix_json)
 
 
-def write_matrix(cells: list[Cell], html: Path, markdown: Path, matrix_json: Path) -> Matrix:
+def write_matrix(
+    cells: list[Cell],
+    html: Path,
+    markdown: Path,
+    matrix_json: Path,
+    front_page: Path | None = None,
+) -> Matrix:
     """Compare every cell from its evidence and write the matrix page (HTML), its Markdown
-    and matrix.json."""
-    matrix, _ = build_matrix(cells)
+    and matrix.json, and the front page of `snakemake --report` when asked (one cell's own,
+    or the matrix's)."""
+    matrix, comparisons = build_matrix(cells)
     write_pages(matrix, html, markdown, matrix_json)
+    if front_page is not None:
+        text = (
+            front_page_rst(comparisons[0])
+            if len(cells) == 1
+            else TEMPLATES.get_template("front_page_matrix.rst.j2").render(
+                matrix=matrix, coverage=comparisons[0].coverage
+            )
+        )
+        with atomic_write(front_page) as handle:
+            handle.write(text)
     return matrix

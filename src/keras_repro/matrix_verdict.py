@@ -66,15 +66,15 @@ def judge_matrix(cells: list[Cell], verdict_path: Path, *, matrix_html: Path | N
     here are stated, not judged); raise VerdictError naming each failing cell otherwise.
     ``matrix_html``: the matrix page the verdict points to (default: report.html beside
     ``verdict_path``). One cell is judged exactly as ``verdict.judge`` judges it."""
-    if len(cells) == 1:
-        judge(cells[0].evidence, cells[0].summary, verdict_path)
-        return
     if not cells:
         raise VerdictError("the matrix has no cell to judge: name at least one model and backend")
+    page = Path(matrix_html or Path(verdict_path).parent / "report.html")
+    if len(cells) == 1:
+        judge(cells[0].evidence, cells[0].summary, verdict_path, page)
+        return
     comparisons = [compare_evidence(cell.evidence)[0] for cell in cells]
     for cell, comparison in zip(cells, comparisons, strict=True):
         check_summary(cell.summary, comparison)
-    page = Path(matrix_html or Path(verdict_path).parent / "report.html")
     failing = [
         (cell, lines)
         for cell, comparison in zip(cells, comparisons, strict=True)
@@ -121,6 +121,9 @@ def judge_matrix(cells: list[Cell], verdict_path: Path, *, matrix_html: Path | N
             + (f"; {stated}" if stated else "")
         )
     else:
-        line = f"no cell could train here, so nothing was judged: {stated} — report: {page}"
+        raise VerdictError(
+            f"no cell could train here, so nothing was judged: {stated}.\nThe matrix stays in "
+            f"{page}."
+        )
     with atomic_write(verdict_path) as handle:
         handle.write(line + "\n")

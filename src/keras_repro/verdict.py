@@ -106,9 +106,12 @@ def check_summary(summary_path: Path, comparison: Comparison) -> None:
         )
 
 
-def judge(evidence: Evidence, summary_path: Path, verdict_path: Path) -> None:
+def judge(
+    evidence: Evidence, summary_path: Path, verdict_path: Path, report: Path | None = None
+) -> None:
     """Compare the evidence again, refuse a summary.json that says otherwise, and write
-    ``verdict_path`` if every run agrees; raise VerdictError otherwise."""
+    ``verdict_path`` if every run agrees; raise VerdictError otherwise. ``report``: the page
+    the verdict points to (default: report.html beside ``summary_path``)."""
     comparison, _ = compare_evidence(evidence)
     check_summary(summary_path, comparison)
     kept = f"\nThe report stays in {Path(summary_path).parent}/ (report.html, report.md)."
@@ -142,7 +145,7 @@ def judge(evidence: Evidence, summary_path: Path, verdict_path: Path) -> None:
             f"planted: {nudges}, yet every run came out identical: the check missed it, or "
             "the nudge never happened" + kept
         )
-    report = Path(summary_path).parent / "report.html"
+    report = report or Path(summary_path).parent / "report.html"
     # summary.json sorts its keys: the order configured is the coverage's
     seeds = comparison.coverage.seeds if comparison.coverage else list(comparison.seeds)
     line = (
