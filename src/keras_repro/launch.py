@@ -29,6 +29,7 @@ import keras_repro
 from keras_repro.backends import load_backend
 from keras_repro.errors import ReproError
 from keras_repro.gpus import ASSIGNMENT_VARIABLE, GpuAssignment, assign_gpu
+from keras_repro.outcomes import read_outcome
 from keras_repro.processes import job_owner
 from keras_repro.progress import ProgressForwarder
 from keras_repro.settings import RunSettings
@@ -189,5 +190,10 @@ def train_in_fresh_process(
         raise TrainingFailed(
             f"training seed {seed} repeat {repeat} exited with {status}; "
             f"the end of {log_path}:\n" + "\n".join(tail)
+        )
+    # A run that could not train bit-reproducibly here wrote its outcome: the job's result.
+    if (outcome := read_outcome(Path(record_path))) is not None:
+        log.warning(
+            "seed %d repeat %d did not train (%s): %s", seed, repeat, outcome.status, outcome.reason
         )
     return settings

@@ -30,7 +30,9 @@ from keras_repro.dataset import data_spec, load_dataset, verify_dataset_file
 from keras_repro.digest import file_sha256
 from keras_repro.errors import ReproError
 from keras_repro.fingerprint import environment_fingerprint
+from keras_repro.limits import not_possible_here
 from keras_repro.models import compile_arguments, load_model_entry
+from keras_repro.outcomes import RunOutcome, write_outcome
 from keras_repro.perturb import check_perturb_step, check_perturb_variable
 from keras_repro.pipelines import load_pipeline
 from keras_repro.progress_callback import Progress
@@ -44,7 +46,7 @@ from keras_repro.recording import (
 )
 from keras_repro.settings import RunSettings
 from keras_repro.trace import write_trace
-from keras_repro.unsupported import refuse_nondeterministic_op
+from keras_repro.unsupported import NoDeterministicKernel, refuse_nondeterministic_op
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,11 @@ class BackendMismatch(ReproError):
 
 def train_and_record(
     dataset_path: Path, record_path: Path, trace_path: Path, settings: RunSettings
-) -> RunRecord:
+) -> RunRecord | RunOutcome:
     """Train the model once; write its trace to ``trace_path``, then its run record to
-    ``record_path``.
+    ``record_path``. A run that cannot be bit-reproducible here writes its outcome there
+    instead (``keras_repro.outcomes``): before training for a known limit, or when the
+    framework refuses an op under op determinism.
 
     A dataset file whose sha256 is not ``settings.dataset_sha256`` (build_dataset's manifest)
     is refused before training.
@@ -98,6 +102,20 @@ def train_and_record(
 
     model = build(tuple(spec["input_shape"]), spec["num_classes"])
     model.build(pipeline.batch_shape(train_data))
+    if impossible := not_possible_here(
+        model, settings.backend, device_used, settings.op_determinism
+    ):
+        log.warning("not training: %s (%s)", impossible.reason, impossible.source)
+        return write_outcome(
+            record_path,
+            trace_path,
+            settings,
+            "not-possible",
+            impossible.reason,
+            impossible.op,
+            impossible.source,
+            environment_fingerprint(backend, model, device_used),
+        )
     check_perturb_step(settings.perturb_step, epochs * steps_per_epoch)
     check_perturb_variable(settings.perturb_variable, [v.path for v in model.weights])
     # validation after every epoch, then evaluate()
@@ -129,7 +147,21 @@ def train_and_record(
         )
         evaluation = model.evaluate(test_data, return_dict=True, verbose=verbose)
     except Exception as error:  # an op without a deterministic kernel is named, not a traceback
-        refuse_nondeterministic_op(error, settings.op_determinism)
+        try:
+            refuse_nondeterministic_op(error, settings.op_determinism)
+        except NoDeterministicKernel as refused:
+            log.warning("training stopped: %s", refused)
+            fingerprint = environment_fingerprint(backend, model, device_used)
+            return write_outcome(
+                record_path,
+                trace_path,
+                settings,
+                "failed",
+                str(refused),
+                refused.op,
+                None,
+                fingerprint,
+            )
         raise
     log.info("evaluate: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items()))
     write_trace(weight_trace.trace(recorder.step_losses()), trace_path)

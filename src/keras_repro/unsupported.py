@@ -1,7 +1,10 @@
 """A framework's refusal to run an op deterministically, told from its error: TensorFlow's
 ``UnimplementedError`` under op determinism ("A deterministic GPU implementation of X is not
-currently available"), torch's "X does not have a deterministic implementation". Such a run
-cannot be bit-reproducible here; the error names the op so that the report can say so.
+currently available"), and on any device its refusal of a clock read ("Timestamp cannot be
+called when determinism is enabled", mostly used to seed random ops) or of an unseeded
+random op; torch's "X does not have a deterministic implementation"; XLA's (JAX) "HLO
+instruction X does not have a deterministic implementation". Such a run cannot be
+bit-reproducible here; the error names the op so that the report can say so.
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ PATTERNS = (
     re.compile(r"(?P<op>[\w./:-]+) does not have a deterministic implementation"),
     re.compile(r"(?P<op>Random ops?) require a seed to be set when determinism is enabled"),
     re.compile(r"deterministic implementation of (?P<op>[\w./:-]+)", re.IGNORECASE),
+    re.compile(r"(?P<op>Timestamp) cannot be called when determinism is enabled"),
+    re.compile(r"When determinism is enabled, (?P<op>random ops) must have a seed specified"),
+)
+ERROR_TYPES = (
+    "UnimplementedError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "RuntimeError",
+    "XlaRuntimeError",
 )
 NODE = re.compile(r"\{\{node (?P<node>[^}]+)\}\}")
 
@@ -30,7 +42,7 @@ class NoDeterministicKernel(ReproError):
 
 def op_without_deterministic_kernel(error: BaseException) -> str | None:
     """The op a framework says has no deterministic implementation, or None."""
-    if type(error).__name__ not in ("UnimplementedError", "RuntimeError", "XlaRuntimeError"):
+    if type(error).__name__ not in ERROR_TYPES:
         return None
     text = str(error)
     for pattern in PATTERNS:
@@ -49,7 +61,7 @@ def refuse_nondeterministic_op(error: BaseException, determinism_on: bool) -> No
     where = f" (node {node['node']})" if node else ""
     raise NoDeterministicKernel(
         op,
-        f"op determinism: {type(error).__name__}: {op}{where} has no deterministic "
-        "implementation on this device, so this model cannot train bit-reproducibly here "
+        f"op determinism: {type(error).__name__}: {op}{where} cannot run deterministically "
+        "on this device, so this model cannot train bit-reproducibly here "
         "(not possible here: use another device, backend or layer)",
     ) from None

@@ -4,7 +4,8 @@ Known: BatchNormalization keeps moving statistics updated every step beside the 
 TensorFlow's fused batch norm has a GPU backprop path with no deterministic kernel, which
 raises UnimplementedError under op determinism (tensorflow/tensorflow#50505; the CPU paths
 are deterministic); cuDNN batch norm was reported to break repeatability in PyTorch
-(pytorch/pytorch#53691).
+(pytorch/pytorch#53691). Its MaxPooling2D makes it impossible on JAX on a GPU
+(select-and-scatter: google/flax#4233; keras_repro.limits).
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Zoo: a CNN that pools, then upsamples with UpSampling2D (nearest) before classifying.
 
-Known: the GPU backprop of nearest-neighbour resizing (ResizeNearestNeighborGrad, what
-UpSampling2D(interpolation="nearest") differentiates to) has no deterministic kernel and
-raises UnimplementedError under op determinism (tensorflow/tensorflow#51023; reported
-nondeterministic before: NVIDIA/framework-reproducibility#24); torch's upsample backward
-on CUDA likewise (pytorch/pytorch#111335).
+Known: the GPU backprop of nearest-neighbour resizing (ResizeNearestNeighborGrad) has no
+deterministic kernel and raises UnimplementedError under op determinism
+(tensorflow/tensorflow#51023; reported nondeterministic before:
+NVIDIA/framework-reproducibility#24), but Keras 3 builds UpSampling2D(interpolation="nearest")
+from ops.repeat (a Tile on TensorFlow), so that applies to Resizing(interpolation="nearest"),
+not here; torch's bilinear and bicubic upsample backward on CUDA likewise
+(pytorch/pytorch#111335), not its nearest. Its MaxPooling2D makes it impossible on JAX on a
+GPU (select-and-scatter: google/flax#4233; keras_repro.limits).
 """
 
 from __future__ import annotations
