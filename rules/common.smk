@@ -58,7 +58,14 @@ if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
 VERDICT = "results/report/verdict.txt"
 FRONT_PAGE = "results/report/front_page.rst"
 CELL_REPORT = "results/report/{model}/{backend}"
-CELL_REPORT_FILES = ("summary.json", "report.md", "report.html", "histories.csv", "curves.png", "steps.png")
+CELL_REPORT_FILES = (
+    "summary.json",
+    "report.md",
+    "report.html",
+    "histories.csv",
+    "curves.png",
+    "steps.png",
+)
 
 
 def forget_verdict():
@@ -141,7 +148,9 @@ def run_files(name, model, backend):
 
 def seeded_files(name):
     """``name`` of every seeded run of every cell."""
-    return [path for model, backend in CELLS for path in run_files(name, model, backend)]
+    return [
+        path for model, backend in CELLS for path in run_files(name, model, backend)
+    ]
 
 
 def control_files(arm, name, model, backend):
@@ -195,7 +204,9 @@ def cell_evidence(model, backend):
         traces=run_files("trace.npz", model, backend),
         initializers=initializer_draws(backend),
         unseeded=control_files("unseeded", "history.json", model, backend),
-        nondeterministic=control_files("nondeterministic", "history.json", model, backend),
+        nondeterministic=control_files(
+            "nondeterministic", "history.json", model, backend
+        ),
         control_traces=control_files("unseeded", "trace.npz", model, backend)
         + control_files("nondeterministic", "trace.npz", model, backend),
         reference=reference_files(),

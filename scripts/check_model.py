@@ -9,9 +9,9 @@ os.environ["KERAS_BACKEND"] = snakemake.params.backend
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["JAX_PLATFORMS"] = "cpu"
 
-from keras_repro.dataset import recorded_spec  # noqa: E402
-from keras_repro.logs import configure_logging  # noqa: E402
-from keras_repro.models.check import check_model  # noqa: E402
+from keras_repro.dataset import recorded_spec
+from keras_repro.logs import configure_logging
+from keras_repro.models.check import check_model
 
 configure_logging(snakemake.log[0])
 check_model(

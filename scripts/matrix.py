@@ -2,7 +2,8 @@
 `snakemake --report`."""
 
 from keras_repro.logs import configure_logging
-from keras_repro.matrix import workflow_cells, write_matrix
+from keras_repro.matrix import workflow_cells
+from keras_repro.matrix_pages import write_matrix
 
 configure_logging(snakemake.log[0])
 outputs = snakemake.output

@@ -19,7 +19,7 @@ MAX_LINES = 350
 # place); delete each entry with its split, and this constant with the last.
 TOO_LONG_FOR_NOW: set[str] = set()
 
-# The modules the download, build_dataset, compare and verdict rules import (and the launcher
+# The modules the download, build_dataset, compare, matrix and verdict rules import (and the launcher
 # and the docs generator), in an environment without TensorFlow (envs/analysis.yaml).
 LIGHT_MODULES = (
     "keras_repro.compare",
@@ -31,6 +31,10 @@ LIGHT_MODULES = (
     "keras_repro.downloaders",
     "keras_repro.gpus",
     "keras_repro.launch",
+    "keras_repro.matrix",
+    "keras_repro.matrix_pages",
+    "keras_repro.matrix_verdict",
+    "keras_repro.outcomes",
     "keras_repro.perturb",
     "keras_repro.report",
     "keras_repro.summary",

@@ -23,31 +23,15 @@ from keras_repro.matrix import (
     matrix_cell,
     matrix_headline,
     seed_statuses,
-    write_matrix,
-    write_pages,
 )
+from keras_repro.matrix_pages import write_matrix, write_pages
 from keras_repro.matrix_verdict import cell_failure, judge_matrix
+from keras_repro.outcomes import RunOutcome
 from keras_repro.record import write_record
 from keras_repro.report import ReportPaths, write_report
 from keras_repro.summary import Comparison
 from keras_repro.trace import write_trace
 from keras_repro.verdict import VerdictError, judge
-
-try:
-    from keras_repro.outcomes import RunOutcome
-except ImportError:  # until outcomes.py is merged: the fields it was agreed to have
-
-    @dataclasses.dataclass
-    class RunOutcome:
-        seed: int
-        repeat: int
-        arm: str
-        status: str  # not-possible or failed
-        reason: str
-        op: str | None
-        source: str | None
-        path: str | None
-
 
 PAYLOAD = "<script>alert(1)</script>"
 VARIABLES = [f"sequential/dense_{PAYLOAD}/kernel", "sequential/dense/bias", "sequential/conv/k"]
@@ -238,7 +222,10 @@ def test_one_cell_is_judged_exactly_as_today(cells, tmp_path, which):
     for name, call in (("judge", judge), ("matrix", judge_matrix)):
         try:
             if name == "judge":
-                call(cell.evidence, cell.summary, tmp_path / f"{name}.txt")
+                # the verdict points to the matrix page, beside it
+                call(
+                    cell.evidence, cell.summary, tmp_path / f"{name}.txt", tmp_path / "report.html"
+                )
             else:
                 call([cell], tmp_path / f"{name}.txt")
         except VerdictError as error:
@@ -298,7 +285,8 @@ def test_failed_and_not_possible_cells_are_said_per_seed(cells, tmp_path):
         (42, "failed", "MaxPoolGrad"),
     ]
     assert cell_failure("lstm_rows on tensorflow", failed) == [
-        "lstm_rows on tensorflow: FAILED: 1 run met an op without a deterministic kernel:",
+        "lstm_rows on tensorflow: FAILED: 1 run met an op without a deterministic kernel here "
+        "(MaxPoolGrad):",
         "  - lstm_rows on tensorflow: seed 42, repeat 2: UnimplementedError: a deterministic "
         "GPU implementation of MaxPoolGrad is not available",
     ]

@@ -257,7 +257,10 @@ def test_split_outcomes_leaves_run_records_to_their_reader(tmp_path):
     write_outcome(
         outcome_path, outcome_path.with_name("trace.npz"), tiny_run(812, 3), "failed", "x"
     )
-    outcomes, others = split_outcomes([*records, outcome_path])
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "keras-repro/run-outcome", "format_version": 1}')
+    outcomes, others, refused_outcomes = split_outcomes([*records, outcome_path, broken])
+    assert [r.path for r in refused_outcomes] == [str(broken)]
     assert [(o.seed, o.repeat, o.path) for o in outcomes] == [(812, 3, str(outcome_path))]
     assert others == records
     runs, refused = read_runs(others)
@@ -325,3 +328,43 @@ def test_a_run_tensorflow_refuses_ends_as_a_failed_outcome_naming_the_op(tmp_pat
         "trace.npz",
         "train.log",
     ]
+
+
+@pytest.mark.parametrize("status", ["failed", "not-possible"])
+def test_a_cell_whose_runs_did_not_train_is_reported_and_fails_the_verdict(tmp_path, status):
+    from keras_repro.evidence import Evidence
+    from keras_repro.report import ReportPaths, write_report
+    from keras_repro.verdict import VerdictError, judge
+
+    _, draws = write_runs(tmp_path / "runs")
+    outcomes = []
+    for seed in (812, 42):
+        for repeat in (1, 2):
+            path = tmp_path / f"cell/seed{seed}/repeat{repeat}/history.json"
+            op, source = ("MaxPoolGrad", None) if status == "failed" else (None, "https://x/<b>")
+            write_outcome(
+                path,
+                path.with_name("trace.npz"),
+                tiny_run(seed, repeat),
+                status,
+                "no <kernel>",
+                op=op,
+                source=source,
+            )
+            outcomes.append(path)
+    paths = ReportPaths.in_folder(tmp_path / "report")
+    comparison = write_report(Evidence(outcomes, draws), paths)
+    assert comparison.verdict == status and comparison.runs == 0
+    html = paths.html.read_text()
+    assert "Runs that did not train" in html and "no &lt;kernel&gt;" in html
+    assert ("<code>MaxPoolGrad</code>" in html) == (status == "failed")
+    assert "seed 42, repeat 2 (seeded)" in paths.markdown.read_text()
+    with pytest.raises(VerdictError) as raised:
+        judge(Evidence(outcomes, draws), paths.summary, tmp_path / "verdict.txt")
+    said = str(raised.value)
+    if status == "failed":
+        assert "FAILED: 4 runs met an op without a deterministic kernel here (MaxPoolGrad)" in said
+    else:
+        assert "NOT POSSIBLE HERE: no <kernel> (source: https://x/<b>)" in said
+        assert "Nothing was trained, so nothing was judged." in said
+    assert not (tmp_path / "verdict.txt").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_repro.compare import Tolerance
+from keras_repro.outcomes import split_outcomes
 from keras_repro.record import Run, read_runs
 from keras_repro.reference import (
     ReferenceError,
@@ -64,13 +65,17 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
 def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
     """The comparison of every run (and of the control arm and the reference), and the seeded
     runs it compared. A bundle that cannot be read makes the verdict refused."""
-    runs, refused = read_runs(evidence.records)
+    outcomes, records, refused = split_outcomes(evidence.records)
+    runs, refused_here = read_runs(records)
+    refused += refused_here
     control_runs = None
     if evidence.controls is not None:
         control_runs = {}
         for arm, paths in evidence.controls.items():
-            control_runs[arm], refused_here = read_runs(paths)
-            refused += refused_here
+            found, records, refused_here = split_outcomes(paths)
+            control_runs[arm], refused_there = read_runs(records)
+            outcomes += found
+            refused += refused_here + refused_there
     draws = [json.loads(Path(path).read_text()) for path in evidence.initializers]
     compared = None
     if evidence.reference is not None:
@@ -84,6 +89,13 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
             )
     manifest = json.loads(Path(evidence.manifest).read_text()) if evidence.manifest else None
     comparison = summarize(
-        runs, draws, evidence.tolerance, refused, control_runs, compared, manifest=manifest
+        runs,
+        draws,
+        evidence.tolerance,
+        refused,
+        control_runs,
+        compared,
+        manifest=manifest,
+        outcomes=outcomes,
     )
     return comparison, runs

@@ -8,18 +8,12 @@ its summary.json; ``judge_matrix`` refuses a summary that disagrees, as ``verdic
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from keras_repro.coverage import planted
 from keras_repro.evidence import Evidence, compare_evidence, job_evidence
-from keras_repro.files import atomic_write, write_json_atomic
-from keras_repro.front_page import TEMPLATES, front_page_rst
-from keras_repro.matrix_json import matrix_to_json
-from keras_repro.render import HTML, MARKDOWN
 from keras_repro.summary import Comparison, PairResult, SeedResult
 from keras_repro.verdict import describe_divergence
 
@@ -300,46 +294,3 @@ def build_matrix(cells: list[Cell]) -> tuple[Matrix, list[Comparison]]:
         headline=matrix_headline(shown),
     )
     return matrix, comparisons
-
-
-def link(target: Path, page: Path) -> str:
-    """``target`` as a relative link from ``page``, quoted for an address."""
-    return quote(os.path.relpath(target, Path(page).parent))
-
-
-def write_pages(matrix: Matrix, html: Path, markdown: Path, matrix_json: Path) -> None:
-    """The matrix page (HTML), its Markdown and matrix.json, each linking every cell's
-    report.html relative to itself."""
-    for template, path in (("matrix.html.j2", html), ("matrix.md.j2", markdown)):
-        environment = HTML if template.endswith(".html.j2") else MARKDOWN
-        text = environment.get_template(template).render(
-            matrix=matrix, link=lambda target, page=path: link(target, page)
-        )
-        with atomic_write(path) as handle:
-            handle.write(text)
-    write_json_atomic(matrix_to_json(matrix, Path(matrix_json).parent), matrix_json)
-
-
-def write_matrix(
-    cells: list[Cell],
-    html: Path,
-    markdown: Path,
-    matrix_json: Path,
-    front_page: Path | None = None,
-) -> Matrix:
-    """Compare every cell from its evidence and write the matrix page (HTML), its Markdown
-    and matrix.json, and the front page of `snakemake --report` when asked (one cell's own,
-    or the matrix's)."""
-    matrix, comparisons = build_matrix(cells)
-    write_pages(matrix, html, markdown, matrix_json)
-    if front_page is not None:
-        text = (
-            front_page_rst(comparisons[0])
-            if len(cells) == 1
-            else TEMPLATES.get_template("front_page_matrix.rst.j2").render(
-                matrix=matrix, coverage=comparisons[0].coverage
-            )
-        )
-        with atomic_write(front_page) as handle:
-            handle.write(text)
-    return matrix

@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from keras_repro.matrix import Matrix
+from keras_repro.matrix import Matrix
 
 MATRIX_FORMAT = "keras-repro/matrix"
 MATRIX_FORMAT_VERSION = 1

@@ -12,7 +12,14 @@ from keras_repro.evidence import compare_evidence
 from keras_repro.files import atomic_write
 from keras_repro.matrix import Cell, plural
 from keras_repro.summary import Comparison
-from keras_repro.verdict import VerdictError, check_summary, headline, judge, problems
+from keras_repro.verdict import (
+    VerdictError,
+    check_summary,
+    headline,
+    judge,
+    outcome_reasons,
+    problems,
+)
 
 
 def cell_failure(name: str, comparison: Comparison) -> list[str]:
@@ -24,16 +31,9 @@ def cell_failure(name: str, comparison: Comparison) -> list[str]:
         if comparison.reference is not None and comparison.reference.refused:
             lines.append(comparison.reference.refused)
         return [f"{name}: {headline(comparison)}:", *(f"  - {name}: {line}" for line in lines)]
-    failed = [o for o in comparison.outcomes if o.status == "failed"]
-    if failed or comparison.verdict == "failed":
-        said = plural(len(failed), "run")
+    if comparison.verdict == "failed":
         return [
-            f"{name}: FAILED: {said} met an op without a deterministic kernel:",
-            *(
-                f"  - {name}: seed {o.seed}, repeat {o.repeat}: {o.reason}"
-                + (f" (op {o.op})" if o.op and o.op not in o.reason else "")
-                for o in failed
-            ),
+            f"{name}: {headline(comparison)}:",
             *(f"  - {name}: {line}" for line in problems(comparison)),
         ]
     if comparison.verdict == "mismatch":
@@ -52,12 +52,7 @@ def cell_failure(name: str, comparison: Comparison) -> list[str]:
 
 
 def _not_possible(name: str, comparison: Comparison) -> str:
-    reasons = dict.fromkeys(
-        f"{o.reason} ({o.source})" if o.source else o.reason
-        for o in comparison.outcomes
-        if o.status == "not-possible"
-    )
-    return f"{name}: " + ("; ".join(reasons) or "no run could train here")
+    return f"{name}: " + (outcome_reasons(comparison) or "no run could train here")
 
 
 def judge_matrix(cells: list[Cell], verdict_path: Path, *, matrix_html: Path | None = None) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from keras_repro.files import atomic_write, write_json_atomic
-from keras_repro.record import MAX_RECORD_BYTES, RecordError
+from keras_repro.record import MAX_RECORD_BYTES, RecordError, RefusedRecord
 from keras_repro.settings import ARMS, RunSettings
 
 OUTCOME_FORMAT = "keras-repro/run-outcome"
@@ -129,13 +129,20 @@ def read_outcome(path: Path) -> RunOutcome | None:
     )
 
 
-def split_outcomes(paths: Iterable[Path]) -> tuple[list[RunOutcome], list[Path]]:
-    """The outcomes among ``paths``, and the other paths (run records, read as before)."""
-    outcomes, records = [], []
+def split_outcomes(
+    paths: Iterable[Path],
+) -> tuple[list[RunOutcome], list[Path], list[RefusedRecord]]:
+    """The outcomes among ``paths``, the other paths (run records, read as before), and the
+    outcome files that cannot be trusted (refused, like a record that cannot be)."""
+    outcomes, records, refused = [], [], []
     for path in paths:
-        outcome = read_outcome(Path(path))
+        try:
+            outcome = read_outcome(Path(path))
+        except OutcomeError as error:
+            refused.append(RefusedRecord(str(path), str(error)))
+            continue
         if outcome is None:
             records.append(Path(path))
         else:
             outcomes.append(outcome)
-    return outcomes, records
+    return outcomes, records, refused

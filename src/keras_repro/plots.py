@@ -70,6 +70,8 @@ def training_curves_png(runs: list[Run]) -> bytes:
     for run in runs:
         by_seed.setdefault(run.record.seed, []).append(run)
     all_seeds = list(by_seed)
+    if not all_seeds:
+        return nothing_trained_png("Training curves")
     seeds = all_seeds[:PLOTTED_SEEDS]
     figure, axes = plt.subplots(
         len(seeds),
@@ -117,6 +119,8 @@ def step_divergence_png(runs: list[Run]) -> bytes:
     for run in sorted(runs, key=lambda r: r.record.repeat):
         if run.trace is not None:
             by_seed.setdefault(run.record.seed, []).append(run)
+    if not runs:
+        return nothing_trained_png("Where runs part")
     seeds = list(by_seed)[:PLOTTED_SEEDS] or [None]
     # Per seed: room for the title, the loss, and the variable counts right under it.
     figure, axes = plt.subplots(
@@ -208,6 +212,14 @@ def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: lis
     counts_axis.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     counts_axis.set_ylabel("variables\ndiffering")
     counts_axis.set_xlabel("training step")
+
+
+def nothing_trained_png(title: str) -> bytes:
+    """A figure saying that no run trained (each was refused up front, or failed on an op)."""
+    figure, axis = plt.subplots(figsize=(8, 1.6))
+    axis.axis("off")
+    axis.text(0.5, 0.5, f"{title}: no run trained (see the report)", ha="center", va="center")
+    return _png(figure)
 
 
 def _png(figure: plt.Figure) -> bytes:

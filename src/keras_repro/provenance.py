@@ -24,6 +24,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_FILES = {
     f"{PACKAGE}.report": ("templates/report.md.j2", "templates/report.html.j2"),
     f"{PACKAGE}.front_page": ("templates/front_page.rst.j2",),
+    f"{PACKAGE}.matrix_pages": (
+        "templates/matrix.md.j2",
+        "templates/matrix.html.j2",
+        "templates/front_page_matrix.rst.j2",
+    ),
 }
 
 

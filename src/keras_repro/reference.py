@@ -21,6 +21,7 @@ from keras_repro.compare import Tolerance
 from keras_repro.diagnosis import environment_changes
 from keras_repro.errors import ReproError
 from keras_repro.files import UnsafePath, path_below, staging_dir, write_json_atomic
+from keras_repro.outcomes import split_outcomes
 from keras_repro.pairs import compare_pair
 from keras_repro.record import RecordError, Run, read_run
 from keras_repro.summary import ReferenceResult, ReferenceRun
@@ -58,17 +59,23 @@ class Reference:
 def export_reference(
     record_paths: list[Path], manifest_path: Path, config: dict[str, Any], output_dir: Path
 ) -> dict[str, Any]:
-    """Copy the runs (records and traces) and what they were run with into ``output_dir``."""
+    """Copy the runs (records and traces) and what they were run with into ``output_dir``;
+    runs that did not train (a cell not possible here) have nothing to export."""
     output_dir = Path(output_dir)
     if output_dir.exists():
         raise ReferenceError(f"{output_dir} exists already; export under another name")
     staging = staging_dir(output_dir)
     try:
         entries = []
-        for path in record_paths:
+        _, trained, refused = split_outcomes(record_paths)
+        if refused:
+            raise ReferenceError(f"{refused[0].path}: {refused[0].reason}")
+        for path in trained:
             run = read_run(path, trace_beside=True)
             model, backend = run.record.cell
-            folder = Path("runs", model, backend, f"seed{run.record.seed}", f"repeat{run.record.repeat}")
+            folder = Path(
+                "runs", model, backend, f"seed{run.record.seed}", f"repeat{run.record.repeat}"
+            )
             (staging / folder).mkdir(parents=True)
             shutil.copy2(path, staging / folder / "history.json")
             if run.record.trace is not None:

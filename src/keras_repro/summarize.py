@@ -20,6 +20,7 @@ from keras_repro.coverage import describe_coverage
 from keras_repro.diagnosis import fingerprint_backends, flatten
 from keras_repro.fingerprint import can_change_results
 from keras_repro.initializer_checks import check_initializers
+from keras_repro.outcomes import RunOutcome
 from keras_repro.pairs import compare_pair
 from keras_repro.record import RefusedRecord, Run, RunRecord
 from keras_repro.summary import (
@@ -186,13 +187,16 @@ def summarize(
     controls: dict[str, list[Run]] | None = None,
     reference: ReferenceResult | None = None,
     manifest: dict[str, Any] | None = None,
+    outcomes: list[RunOutcome] | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
     None when it is off) and the saved reference. Any refused record makes the verdict
     "refused". ``runs`` come in the order configured; ``manifest`` is the dataset's, for what
-    was trained."""
+    was trained. ``outcomes``: runs that did not train, which make the verdict "failed" (an op
+    without a deterministic kernel) or "not-possible" (every one a known limit)."""
     refused = list(refused or [])
+    outcomes = list(outcomes or [])
     coverage = describe_coverage(runs, manifest)
     runs = sorted(runs, key=lambda r: (coverage.seeds.index(r.record.seed), r.record.repeat))
     records = [run.record for run in runs]
@@ -221,6 +225,10 @@ def summarize(
     return Comparison(
         verdict="refused"
         if refused or (reference is not None and reference.refused)
+        else "failed"
+        if any(outcome.status == "failed" for outcome in outcomes)
+        else "not-possible"
+        if outcomes
         else "mismatch"
         if divergences or failures
         else "identical",
@@ -244,4 +252,5 @@ def summarize(
         times=times,
         failures=failures,
         coverage=coverage,
+        outcomes=outcomes,
     )

@@ -14,6 +14,7 @@ from keras_repro.compare import Divergence, Tolerance
 from keras_repro.coverage import Coverage
 from keras_repro.diagnosis import FieldChange
 from keras_repro.initializer_checks import InitializerCheck
+from keras_repro.outcomes import RunOutcome
 from keras_repro.record import RefusedRecord
 from keras_repro.trace import TraceComparison
 
@@ -167,7 +168,9 @@ class InitializerResult:
 
 @dataclass
 class Comparison:
-    verdict: str  # identical, mismatch, or refused (a record could not be trusted)
+    # identical, mismatch, refused (a record could not be trusted), failed (a run met an op
+    # without a deterministic kernel) or not-possible (every run was a known limit, said up front)
+    verdict: str
     mode: str  # exact or tolerance
     mode_label: str
     tolerance: Tolerance | None
@@ -184,7 +187,7 @@ class Comparison:
     times: list[RunTime] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
     coverage: Coverage | None = None  # what was trained (summaries written before: None)
-    outcomes: list = field(default_factory=list)  # RunOutcome: runs that did not train
+    outcomes: list[RunOutcome] = field(default_factory=list)  # runs that did not train
 
     @property
     def identical(self) -> bool:

@@ -55,6 +55,15 @@ def headline(comparison: Comparison) -> str:
             refused.append("the reference bundle")
         verb = "was" if len(refused) == 1 and count <= 1 else "were"
         return f"REFUSED: {' and '.join(refused)} {verb} refused, so no verdict can be given"
+    if comparison.verdict == "failed":
+        failed = [o for o in comparison.outcomes if o.status == "failed"]
+        ops = ", ".join(dict.fromkeys(o.op or "an op" for o in failed))
+        return (
+            f"FAILED: {_plural(len(failed), 'run')} met an op without a deterministic kernel "
+            f"here ({ops})"
+        )
+    if comparison.verdict == "not-possible":
+        return f"NOT POSSIBLE HERE: {outcome_reasons(comparison)}"
     if comparison.identical:
         return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree"
     found = [_plural(len(comparison.divergences), "divergence")] if comparison.divergences else []
@@ -62,10 +71,28 @@ def headline(comparison: Comparison) -> str:
     return f"MISMATCH ({comparison.mode_label}): {', '.join(found)}"
 
 
+def outcome_reasons(comparison: Comparison) -> str:
+    """Why runs did not train, each reason once, with its source."""
+    return "; ".join(
+        dict.fromkeys(
+            f"{o.reason} (source: {o.source})" if o.source else o.reason
+            for o in comparison.outcomes
+        )
+    )
+
+
 def problems(comparison: Comparison) -> list[str]:
-    """One line for each thing that fails the verdict, the first divergences first."""
-    return [describe_divergence(d) for d in comparison.headline_divergences()] + list(
-        comparison.failures
+    """One line for each thing that fails the verdict: the runs that met an op without a
+    deterministic kernel, then the first divergences."""
+    failed = [
+        f"seed {o.seed}, repeat {o.repeat}{'' if o.arm == 'seeded' else f' ({o.arm})'}: {o.reason}"
+        for o in comparison.outcomes
+        if o.status == "failed"
+    ]
+    return (
+        failed
+        + [describe_divergence(d) for d in comparison.headline_divergences()]
+        + list(comparison.failures)
     )
 
 
@@ -130,6 +157,13 @@ def judge(
                 if comparison.refused
                 else ""
             )
+            + kept
+        )
+    if comparison.verdict in ("failed", "not-possible"):
+        raise VerdictError(
+            f"runs could NOT be judged: {headline(comparison)}.\n"
+            + "\n".join(f"  - {line}" for line in problems(comparison))
+            + ("\nNothing was trained, so nothing was judged." if comparison.runs == 0 else "")
             + kept
         )
     if not comparison.identical:
