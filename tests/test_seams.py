@@ -179,7 +179,7 @@ USER_MODELS = {
 }
 
 
-TRAIN_ONCE = """
+TRAIN_EACH = """
 import json, sys
 import keras, numpy as np
 from keras_repro.synthetic import make_arrays
@@ -188,49 +188,53 @@ from keras_repro.models import resolve_model
 from keras_repro.pipelines import load_pipeline
 from keras_repro.recording import record_steps, weights_sha256
 
-spec, traced = sys.argv[1], sys.argv[2] == "traced"
+traced, specs = sys.argv[1] == "traced", sys.argv[2:]
 backend = load_backend("tensorflow")
 backend.configure(1, "cpu")
-keras.utils.set_random_seed(3)
 backend.enable_determinism()
 arrays = make_arrays(n_train=40, n_test=16)
-train, _ = load_pipeline("tfdata").make_pipelines(arrays, 8, None, 3)
-model = resolve_model(spec).build((28, 28), 10)
-recorder = backend.make_step_recorder(5, 1)
-if traced:
-    record_steps(model, recorder)
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
-model.fit(train, epochs=1, verbose=0)
-losses = recorder.step_losses()
-print(json.dumps({
-    "weights": weights_sha256(model),
-    "losses_recorded": bool(np.isfinite(losses).all() and (losses > 0).all()),
-    "batches_recorded": bool((recorder.train_batches() != 0).any(axis=(1, 2)).all()),
-}))
+for spec in specs:
+    keras.utils.set_random_seed(3)
+    train, _ = load_pipeline("tfdata").make_pipelines(arrays, 8, None, 3)
+    model = resolve_model(spec).build((28, 28), 10)
+    recorder = backend.make_step_recorder(5, 1)
+    if traced:
+        record_steps(model, recorder)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
+    model.fit(train, epochs=1, verbose=0)
+    losses = recorder.step_losses()
+    print(json.dumps({
+        "weights": weights_sha256(model),
+        "losses_recorded": bool(np.isfinite(losses).all() and (losses > 0).all()),
+        "batches_recorded": bool((recorder.train_batches() != 0).any(axis=(1, 2)).all()),
+    }))
 """
 
 
-@pytest.mark.parametrize("kind", USER_MODELS)
-def test_a_user_model_file_is_built_and_its_steps_are_traced(tmp_path, kind):
-    """Any Keras model is traced as it is: the hook needs no subclass of ours, and training
-    with it gives the same weights as training without it (each in a fresh process)."""
-    (tmp_path / "user_model.py").write_text(textwrap.dedent(USER_MODELS[kind]))
-    spec = f"{tmp_path / 'user_model.py'}:build"
+def test_a_user_model_file_is_built_and_its_steps_are_traced(tmp_path):
+    """Any Keras model (Sequential, functional, subclassed) is traced as it is: the hook needs
+    no subclass of ours, and training with it gives the same weights as training without it
+    (the traced and the plain runs each in a fresh process, the models one after another)."""
+    specs = []
+    for kind, source in USER_MODELS.items():
+        (tmp_path / f"{kind}.py").write_text(textwrap.dedent(source))
+        specs.append(f"{tmp_path / kind}.py:build")
     results = {}
     for variant in ("traced", "plain"):
         done = subprocess.run(
-            [sys.executable, "-c", TRAIN_ONCE, spec, variant],
+            [sys.executable, "-c", TRAIN_EACH, variant, *specs],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=600,
             cwd=REPO,
             env={**os.environ, "PYTHONHASHSEED": "3"},
         )
         assert done.returncode == 0, done.stderr
-        results[variant] = json.loads(done.stdout.splitlines()[-1])
-    assert results["traced"]["losses_recorded"] and results["traced"]["batches_recorded"]
-    assert not results["plain"]["losses_recorded"], "nothing recorded without the hook"
-    assert results["traced"]["weights"] == results["plain"]["weights"]
+        results[variant] = [json.loads(line) for line in done.stdout.splitlines()[-len(specs) :]]
+    for kind, traced, plain in zip(USER_MODELS, results["traced"], results["plain"], strict=True):
+        assert traced["losses_recorded"] and traced["batches_recorded"], kind
+        assert not plain["losses_recorded"], f"{kind}: nothing recorded without the hook"
+        assert traced["weights"] == plain["weights"], kind
 
 
 @pytest.mark.parametrize(
