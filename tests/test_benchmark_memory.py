@@ -10,7 +10,7 @@ from helpers import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from harness import measure  # noqa: E402
+from harness import measure
 
 MIB = 2**20
 
