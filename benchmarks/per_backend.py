@@ -244,4 +244,7 @@ def show(result: dict) -> None:
         rows,
     )
     for backend, cell in result["backends"].items():
-        print(f"  {backend} ({cell['pipeline']}): switches {cell['switches']}")
+        print(
+            f"  {backend} ({cell['pipeline']} pipeline): largest single process ours / bare "
+            f"{percent(cell['max_rss_ratio'])}; switches {cell['switches']}"
+        )
