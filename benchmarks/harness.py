@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from process_tree import TreeRssSampler
 
 from keras_repro import snakemake_cli
 from keras_repro.synthetic import dataset_entry
@@ -66,6 +67,7 @@ class Measurement:
     cpu_s: float  # user + system of the process and its waited-for descendants
     max_rss_mb: float  # the largest single process among them
     returncode: int
+    tree_rss_mb: float | None = None  # with sample_tree: the peak sum over the tree, sampled
 
 
 class MeasurementFailed(RuntimeError):
@@ -79,8 +81,10 @@ def measure(
     env: dict[str, str] | None = None,
     stdin_path: Path | None = None,
     check: bool = True,
+    sample_tree: bool = False,
 ) -> Measurement:
-    """Run ``command`` to its end, output to ``log``, and return what it cost."""
+    """Run ``command`` to its end, output to ``log``, and return what it cost; with
+    ``sample_tree``, also the peak RSS summed over its process tree (``process_tree``)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [str(part) for part in command]
     with open(log, "w") as out, open(stdin_path or os.devnull) as stdin:
@@ -90,14 +94,17 @@ def measure(
         process = subprocess.Popen(
             command, stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env=env
         )
+        sampler = TreeRssSampler(process.pid) if sample_tree else None
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
+        tree_peak = sampler.stop() if sampler else None
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     result = Measurement(
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
         max_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
         returncode=process.returncode,
+        tree_rss_mb=None if tree_peak is None else tree_peak / 2**20,
     )
     if check and result.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])

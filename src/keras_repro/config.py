@@ -27,7 +27,9 @@ class ConfigError(ReproError, ValueError):
 
 @functools.cache
 def _cached_schema(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    # libyaml's loader where PyYAML has it: ten times faster, and every process reads this.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(path.read_text(), Loader=loader)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
