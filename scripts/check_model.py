@@ -3,17 +3,18 @@ it, before training."""
 
 import os
 
+from keras_repro.logs import log_everything_to
+
+log_everything_to(snakemake.log[0])  # before a framework loads and says it found no GPU
 # Keras takes its backend at import; a check must not take a GPU a training run is about to
 # use. Both set before Keras starts.
 os.environ["KERAS_BACKEND"] = snakemake.params.backend
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["JAX_PLATFORMS"] = "cpu"
 
-from keras_repro.dataset import recorded_spec
-from keras_repro.logs import configure_logging
-from keras_repro.models.check import check_model
+from keras_repro.dataset import recorded_spec  # noqa: E402
+from keras_repro.models.check import check_model  # noqa: E402
 
-configure_logging(snakemake.log[0])
 check_model(
     snakemake.params.model,
     recorded_spec(snakemake.input.manifest),

@@ -1,11 +1,10 @@
 """Snakemake adapter: draw the recipe's seeded initializers in this process."""
 
 import os
-import sys
 
-# Everything this job writes to stderr goes to its log, TensorFlow's start-up messages (no GPU,
-# CPU features) included, which would otherwise reach the console: so before TensorFlow loads.
-os.dup2(os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), sys.stderr.fileno())
+from keras_repro.logs import log_everything_to
+
+log_everything_to(snakemake.log[0])  # before a framework loads and says it found no GPU
 
 from keras_repro.backends import load_backend  # noqa: E402
 
@@ -15,7 +14,5 @@ os.environ.update(load_backend(snakemake.params.backend).child_environment(1, "c
 
 from keras_repro.files import write_json_atomic  # noqa: E402
 from keras_repro.initializers import draw_initializers  # noqa: E402
-from keras_repro.logs import configure_logging  # noqa: E402
 
-configure_logging()  # to stderr, which is the log
 write_json_atomic(draw_initializers(snakemake.params.global_seed), snakemake.output[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,21 @@ def configure_logging(log_path: str | Path | None = None) -> None:
         handlers.append(logging.FileHandler(log_path, mode="a"))
     logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
     sys.excepthook = _log_uncaught
+
+
+def log_everything_to(log_path: str | Path) -> None:
+    """Send this process's stderr to ``log_path``, the frameworks' own start-up messages (no
+    GPU, CPU features) included, which would otherwise reach the console; our warnings and
+    errors (a refusal's one line) still reach the console too. Call before a framework loads."""
+    console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), sys.stderr.fileno())
+    configure_logging()  # to stderr, which is the log now
+    on_console = logging.StreamHandler(console)
+    on_console.setLevel(logging.WARNING)
+    on_console.setFormatter(logging.Formatter(FORMAT))
+    logging.getLogger().addHandler(on_console)
 
 
 def _log_uncaught(
