@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from records import copy_of, make_record, make_trace, next_float32, repeat_of
 
+from keras_repro.config import defaults
 from keras_repro.diagnosis import environment_changes
 from keras_repro.pairs import compare_pair
 from keras_repro.record import Run, write_record
@@ -218,3 +219,34 @@ def test_a_bundle_round_trips_and_a_broken_one_is_refused(tmp_path):
     (tmp_path / "bundle/runs/recipe/tensorflow/seed812/repeat1/trace.npz").write_bytes(b"changed")
     with pytest.raises(ReferenceError, match="was changed after training"):
         load_reference(tmp_path / "bundle")
+
+
+def test_a_bundle_exported_before_the_matrix_still_compares(tmp_path):
+    """A bundle of the layout before backends and models (runs/seedS/repeatR/, entries without
+    a cell, records without model, backend, pipeline, compile, KERAS_BACKEND unset) against
+    today's runs of the recipe on TensorFlow: comparable, and identical."""
+    entries, now = [], []
+    for seed in (812, 42):
+        old = run(seed)
+        old.record.fingerprint.setdefault("environment", {})["KERAS_BACKEND"] = None
+        folder = Path("runs", f"seed{seed}", "repeat1")
+        write_record(old.record, tmp_path / "bundle" / folder / "history.json")
+        entries.append({"seed": seed, "repeat": 1, "record": str(folder / "history.json")})
+        current = run(seed)
+        current.record.fingerprint.setdefault("environment", {})["KERAS_BACKEND"] = "tensorflow"
+        current.record.settings.update(
+            model="recipe", backend="tensorflow", pipeline="tfdata", model_sha256="e" * 64
+        )
+        current.record.settings["compile"] = defaults()["compile"]
+        now.append(current)
+    index = {"format": "keras-repro/reference", "format_version": 1, "runs": entries}
+    (tmp_path / "bundle/reference.json").write_text(json.dumps(index))
+    reference = load_reference(tmp_path / "bundle")
+    result = compare_with_reference(reference, now, None, "report", ("recipe", "tensorflow"))
+    assert result.not_comparable == []
+    assert [(r.seed, r.classification, r.changes) for r in result.runs] == [
+        (42, "identical", []),
+        (812, "identical", []),
+    ]
+    other = compare_with_reference(reference, now, None, "report", ("recipe", "jax"))
+    assert other.not_comparable == ["it holds no runs of recipe on jax"] and other.runs == []

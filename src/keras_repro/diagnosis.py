@@ -48,7 +48,7 @@ def environment_changes(reference: dict[str, Any], other: dict[str, Any]) -> lis
     a, b = flatten(reference), flatten(other)
     # KERAS_BACKEND unset (records before the backends) is Keras' default: TensorFlow.
     for flat in (a, b):
-        if flat.get("environment.KERAS_BACKEND") is None:
+        if flat.get("environment.KERAS_BACKEND") in (None, "None"):
             flat["environment.KERAS_BACKEND"] = "tensorflow"
     backends = fingerprint_backends([reference, other])
     return [
