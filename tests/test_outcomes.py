@@ -368,3 +368,30 @@ def test_a_cell_whose_runs_did_not_train_is_reported_and_fails_the_verdict(tmp_p
         assert "NOT POSSIBLE HERE: no <kernel> (source: https://x/<b>)" in said
         assert "Nothing was trained, so nothing was judged." in said
     assert not (tmp_path / "verdict.txt").exists()
+
+
+def test_the_model_check_says_up_front_what_a_gpu_would_refuse():
+    code = textwrap.dedent(
+        """
+        import json
+        from keras_repro.config import defaults
+        from keras_repro.models.check import check_model
+        spec = {"input_shape": [28, 28], "num_classes": 10}
+        print(json.dumps(check_model("recipe", spec, defaults()["compile"])["not_possible_on_gpu"]))
+        """
+    )
+    said = {}
+    for backend in ("jax", "torch"):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        said[backend] = json.loads(done.stdout.splitlines()[-1]), done.stderr
+    found, log = said["jax"]
+    assert found["op"] == "select-and-scatter" and "flax/issues/4233" in found["source"]
+    assert "on a GPU: not possible here: jax on a GPU: layer max_pooling2d" in log
+    assert said["torch"][0] is None, "the recipe's input Resizing gets no gradient"

@@ -9,16 +9,20 @@ training run is about to use.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from keras_repro.errors import ReproError
 from keras_repro.files import write_json_atomic
+from keras_repro.limits import NotPossible, not_possible_here
 from keras_repro.logs import configure_logging
 from keras_repro.models import ModelError, model_name, model_sha256, resolve_model, spec_problem
 
+log = logging.getLogger(__name__)
 CHECK_FORMAT = "keras-repro/model-check"
 CHECK_BATCH = 2
 
@@ -34,6 +38,17 @@ def _kind(model: Any) -> str:
         return "sequential"
     functional = any(cls.__name__ == "Functional" for cls in type(model).__mro__)
     return "functional" if functional else "subclassed"
+
+
+def gpu_limit(model: Any) -> NotPossible | None:
+    """Why ``model`` cannot train bit-reproducibly on a GPU with the backend Keras runs here
+    (a known limit, ``limits.py``), said in the check's log; None when none is known."""
+    import keras
+
+    found = not_possible_here(model, keras.backend.backend(), "gpu", op_determinism=True)
+    if found is not None:
+        log.warning("on a GPU: %s (source: %s)", found.reason, found.source)
+    return found
 
 
 def check_compile(settings: dict[str, Any]) -> None:
@@ -107,6 +122,7 @@ def check_model(
             f"(None, {classes}): one score per class, {classes} classes in the data"
         )
     check_compile(compile_settings)
+    on_gpu = gpu_limit(model)
     found = {
         "format": CHECK_FORMAT,
         "model": spec,
@@ -124,6 +140,8 @@ def check_model(
             for layer in model.layers
         ],
         "compile": compile_settings,
+        # Said up front: a GPU run of this model on this backend cannot be bit-reproducible.
+        "not_possible_on_gpu": dataclasses.asdict(on_gpu) if on_gpu else None,
     }
     if output is not None:
         write_json_atomic(found, Path(output))
