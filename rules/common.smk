@@ -15,7 +15,9 @@ os.environ.update(
 )
 
 from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
 
+from keras_repro.backends import missing_frameworks
 from keras_repro.config import ConfigError, validate_config
 from keras_repro.models import ModelError, matrix_models, model_sha256
 from keras_repro.processes import stale_lock_hint
@@ -35,6 +37,10 @@ try:
 except ModelError as error:
     raise WorkflowError(str(error)) from None
 BACKENDS = config["backends"]
+# Without --sdm conda the jobs run in this Python: each framework they need must be here.
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    if missing := missing_frameworks(BACKENDS, config["pipeline"]):
+        raise WorkflowError("; ".join(missing))
 CELLS = [(model, backend) for model in MODELS for backend in BACKENDS]
 # Each file's sha256 is a run setting (an edit retrains that model's runs).
 MODEL_SHA256 = {spec: model_sha256(spec) for spec in MODELS.values()}

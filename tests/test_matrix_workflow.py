@@ -178,3 +178,20 @@ def test_a_jax_user_needs_no_tensorflow(tmp_path, monkeypatch):
     record = read_record(workdir / "results/runs/dense.build/jax/seed1/repeat2/history.json")
     assert record.fingerprint["environment"]["KERAS_BACKEND"] == "jax"
     assert (workdir / "results/report/verdict.txt").read_text().startswith("identical")
+
+
+def test_a_framework_that_is_not_installed_is_named_before_any_job(tmp_path, monkeypatch):
+    workdir = matrix_workdir(tmp_path, backends=["jax"], pipeline="tfdata")
+    blocker, marks = tmp_path / "blocker", tmp_path / "marks"
+    blocker.mkdir()
+    marks.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    monkeypatch.setenv("PYTHONPATH", str(blocker))
+    monkeypatch.setenv("BLOCKER_MARKS", str(marks))
+    result = snakemake(workdir, "-n")
+    assert result.returncode != 0
+    assert (
+        "pipeline tfdata (the recipe's tf.data) needs tensorflow, which is not installed here: "
+        'pip install -e ".[tensorflow]" or set pipeline: numpy'
+    ) in result.stdout
+    assert "Traceback" not in result.stdout

@@ -41,6 +41,33 @@ class StepRecorder(Protocol):
     def test_batches(self) -> Any: ...
 
 
+# What each backend imports, and the extra of this package that installs it.
+FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def missing_frameworks(backends: list[str], pipeline: str) -> list[str]:
+    """One line for each framework the runs need that this Python cannot import (the
+    backends', and TensorFlow for the tf.data pipeline), naming what installs it."""
+    needed = {FRAMEWORKS[name]: f"backend {name}" for name in backends}
+    if pipeline == "tfdata":
+        needed.setdefault("tensorflow", "pipeline tfdata (the recipe's tf.data)")
+    return [
+        f'{why} needs {module}, which is not installed here: pip install -e ".[{module}]"'
+        + (" or set pipeline: numpy" if why.startswith("pipeline") else "")
+        for module, why in needed.items()
+        if not _installed(module)
+    ]
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a finder that refuses it
+        return False
+
+
 def load_backend(name: str) -> ModuleType:
     """The module of backend ``name`` (its imports are named here, so that a rule's code
     digest follows them)."""
