@@ -62,6 +62,7 @@ if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
 
 
 VERDICT = "results/report/verdict.txt"
+MATRIX_PAGE = "results/report/report.html"
 FRONT_PAGE = "results/report/front_page.rst"
 CELL_REPORT = "results/report/{model}/{backend}"
 CELL_REPORT_FILES = (

@@ -36,6 +36,7 @@ rule compare:
         "../envs/analysis.yaml"
     params:
         **evidence_params(),
+        matrix=MATRIX_PAGE,
         code=code("compare.py"),
     script:
         "../scripts/compare.py"
@@ -49,7 +50,7 @@ rule matrix:
         summaries=cell_reports("summary.json"),
     output:
         html=report(
-            "results/report/report.html",
+            MATRIX_PAGE,
             caption="../report/matrix.rst",
             category="Verdict",
         ),

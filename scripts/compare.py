@@ -16,5 +16,6 @@ write_report(
         histories=outputs.histories,
         curves=outputs.curves,
         steps=outputs.steps,
+        matrix=snakemake.params.matrix,
     ),
 )

@@ -114,7 +114,8 @@ def test_two_models_on_three_backends_make_one_table_of_identical_cells(matrix_r
             )
             assert record.settings["backend"] == backend
             assert record.fingerprint["environment"]["KERAS_BACKEND"] == backend
-        assert (matrix_run / f"results/report/{model}/{backend}/report.html").is_file()
+        cell_page = (matrix_run / f"results/report/{model}/{backend}/report.html").read_text()
+        assert '<a href="../../report.html">← the matrix' in cell_page
     page = (matrix_run / "results/report/report.html").read_text()
     table = page[page.index("<table") : page.index("</table>")]
     for model in MODELS:

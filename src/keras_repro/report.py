@@ -34,6 +34,7 @@ class ReportPaths:
     curves: Path
     steps: Path
     front_page: Path | None = None  # the front page of Snakemake's report (reStructuredText)
+    matrix: Path | None = None  # the matrix page, linked from this cell's report
 
     @classmethod
     def in_folder(cls, folder: Path) -> ReportPaths:
@@ -59,16 +60,18 @@ def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
         with atomic_write(getattr(outputs, name), binary=True) as handle:
             handle.write(png)
     folder = Path(outputs.markdown).parent
+    matrix_link = os.path.relpath(outputs.matrix, folder) if outputs.matrix else None
     markdown = render(
         "report.md.j2",
         comparison,
         links={name: os.path.relpath(getattr(outputs, name), folder) for name in figures},
+        matrix_link=matrix_link,
     )
     with atomic_write(outputs.markdown) as handle:
         handle.write(markdown)
     images = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     with atomic_write(outputs.html) as handle:
-        handle.write(render("report.html.j2", comparison, images=images))
+        handle.write(render("report.html.j2", comparison, images=images, matrix_link=matrix_link))
     if outputs.front_page is not None:
         with atomic_write(outputs.front_page) as handle:
             handle.write(front_page_rst(comparison))
