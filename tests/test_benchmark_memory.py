@@ -32,10 +32,10 @@ def test_tree_peak_counts_parent_and_child_together(tmp_path):
         ),
     )
     measured = measure([sys.executable, "-c", parent], tmp_path / "log", sample_tree=True)
-    # ru_maxrss: the larger of the two alone; the tree: both at once, while the child runs.
-    assert 120 <= measured.max_rss_mb < 170
-    assert measured.tree_rss_mb >= 175
-    assert measured.tree_rss_mb > measured.max_rss_mb + 50
+    # ru_maxrss: the largest child alone (of all this process's children so far: in a full
+    # test session that is an earlier training run); the tree: both at once, while the child runs.
+    assert measured.max_rss_mb >= 120
+    assert measured.tree_rss_mb >= 175, "the parent's 60 MiB and the child's 120 MiB together"
 
 
 def test_without_sampling_no_tree_figure(tmp_path):

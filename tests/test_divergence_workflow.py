@@ -96,7 +96,7 @@ def test_the_control_arm_shows_in_the_report_and_off_is_said(copied_run):
 
 
 def edit_bundle(bundle: Path, change) -> None:
-    for path in sorted(bundle.glob("runs/seed*/repeat1/history.json")):
+    for path in sorted(bundle.glob("runs/recipe/tensorflow/seed*/repeat1/history.json")):
         record = read_record(path)
         change(record)
         write_record(record, path)

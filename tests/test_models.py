@@ -219,7 +219,9 @@ def test_a_model_file_trains_through_the_workflow_to_a_verdict(tmp_path, kind, s
     assert verdict(workdir).startswith("identical (bit-exact)")
     check = json.loads((workdir / "results/models/mine.build/tensorflow/model.json").read_text())
     assert check["kind"] == kind and check["input_shape"] == [None, 28, 28]
-    record = read_record(workdir / "results/runs/recipe/tensorflow/seed812/repeat1/history.json")
+    record = read_record(
+        workdir / "results/runs/mine.build/tensorflow/seed812/repeat1/history.json"
+    )
     assert record.settings["model"] == "mine.py:build"
     assert record.settings["model_sha256"] == check["sha256"]
 
@@ -235,7 +237,9 @@ def test_own_npz_data_and_a_subclassed_model_then_an_edit_retrains_only_its_runs
     check = json.loads((workdir / "results/models/small.build/tensorflow/model.json").read_text())
     assert check["kind"] == "subclassed"
     assert (check["input_shape"], check["output_shape"]) == ([None, 20], [None, 3])
-    record = read_record(workdir / "results/runs/recipe/tensorflow/seed812/repeat2/history.json")
+    record = read_record(
+        workdir / "results/runs/small.build/tensorflow/seed812/repeat2/history.json"
+    )
     assert (record.settings["input_shape"], record.settings["num_classes"]) == ([20], 3)
 
     write_model(workdir, SUBCLASSED, "other.py")
@@ -243,7 +247,7 @@ def test_own_npz_data_and_a_subclassed_model_then_an_edit_retrains_only_its_runs
     with (workdir / "small.py").open("a") as handle:
         handle.write("\n# an edit\n")
     planned = planned_rules(snakemake(workdir, "-n"))
-    assert planned == {"check_model", "train", "compare", "verdict"}
+    assert planned == {"check_model", "train", "compare", "matrix", "verdict"}
 
     refused = snakemake(workdir, "--config", "model=recipe")
     assert refused.returncode != 0
@@ -259,5 +263,7 @@ def test_a_zoo_model_trains_through_the_workflow(tmp_path):
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     assert verdict(workdir).startswith("identical (bit-exact)")
-    record = read_record(workdir / "results/runs/recipe/tensorflow/seed812/repeat1/history.json")
+    record = read_record(
+        workdir / "results/runs/upsampling_cnn/tensorflow/seed812/repeat1/history.json"
+    )
     assert record.settings["model"] == "upsampling_cnn"

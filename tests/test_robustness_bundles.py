@@ -160,7 +160,7 @@ def _zero_steps_per_epoch(bundle: Path, workdir: Path) -> None:
         for name, array in {**arrays, "steps_per_epoch": np.array(0, np.int64)}.items():
             write_member(archive, name, array)
 
-    replace_trace(bundle / "runs/seed42/repeat1", write)
+    replace_trace(bundle / "runs/recipe/tensorflow/seed42/repeat1", write)
 
 
 INFLATED = 2**30
@@ -180,8 +180,8 @@ def _trace_bomb(bundle: Path, workdir: Path) -> None:
             for _ in range(INFLATED // len(block)):
                 handle.write(block)
 
-    replace_trace(bundle / "runs/seed42/repeat1", write)
-    assert (bundle / "runs/seed42/repeat1/trace.npz").stat().st_size < 2 * 2**20
+    replace_trace(bundle / "runs/recipe/tensorflow/seed42/repeat1", write)
+    assert (bundle / "runs/recipe/tensorflow/seed42/repeat1/trace.npz").stat().st_size < 2 * 2**20
 
 
 @pytest.mark.parametrize(

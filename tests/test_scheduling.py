@@ -15,7 +15,7 @@ from keras_repro.record import read_record
 
 pytestmark = pytest.mark.workflow
 
-RUNS = ("seed42/repeat1", "seed812/repeat1")
+RUNS = ("recipe/tensorflow/seed42/repeat1", "recipe/tensorflow/seed812/repeat1")
 
 
 def retrain(workdir: Path, **how: object) -> None:

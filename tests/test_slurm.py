@@ -99,7 +99,7 @@ def submit(workdir: Path, profile: Path, *args: str) -> subprocess.CompletedProc
 
 def slurm_jobs() -> list[dict[str, str]]:
     """The cluster's jobs, finished ones too (squeue lists them for MinJobAge); "comment" is
-    what the plugin calls them ("rule_train_wildcards_812_1")."""
+    what the plugin calls them ("rule_train_wildcards_recipe_tensorflow_812_1")."""
     fields = {
         "id": "JobID",
         "comment": "Comment",
@@ -208,8 +208,8 @@ def test_device_gpu_requests_a_gpu_per_run_and_fails_cleanly_on_a_fake_card(slur
     earlier = {job["id"] for job in slurm_run[1]}
     jobs = [job for job in slurm_jobs() if job["id"] not in earlier]
     assert sorted(job["comment"] for job in jobs) == [
-        "rule_train_wildcards_812_1",
-        "rule_train_wildcards_812_2",
+        "rule_train_wildcards_recipe_tensorflow_812_1",
+        "rule_train_wildcards_recipe_tensorflow_812_2",
     ]
     for job in jobs:
         assert job["gpus"] == "gres:gpu:1", job  # what --gpus=1 records

@@ -65,11 +65,12 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
 
 
 def training_results(workdir: Path, runs: Sequence[str] | None = None) -> dict[str, Any]:
-    """What must be bit-equal between two runs of one config, by run ("seed812/repeat1"):
+    """What must be bit-equal between two runs of one config, by run
+    ("recipe/tensorflow/seed812/repeat1"):
     every metric as float.hex, evaluate() and the weight digests."""
     folder = workdir / "results/runs"
     runs = runs or sorted(
-        str(p.parent.relative_to(folder)) for p in folder.glob("*/*/history.json")
+        str(p.parent.relative_to(folder)) for p in folder.glob("*/*/seed*/repeat*/history.json")
     )
     results = {}
     for run in runs:
