@@ -158,7 +158,7 @@ FILE_RERUNS = [
     ("src/keras_repro/progress.py", FROM_TRAIN),
     ("src/keras_repro/progress_callback.py", FROM_TRAIN),
     ("src/keras_repro/unsupported.py", FROM_TRAIN),
-    ("src/keras_repro/limits.py", FROM_TRAIN),
+    ("src/keras_repro/limits.py", FROM_MODEL),  # the check says a GPU limit up front
     # the model in use (its file's sha256 is a run setting), and another model's file
     ("src/keras_repro/models/recipe.py", FROM_MODEL),
     ("src/keras_repro/models/batchnorm_cnn.py", NOTHING),
