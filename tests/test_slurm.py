@@ -146,7 +146,7 @@ def rule_of(job: dict[str, str]) -> str:
 
 def test_training_runs_in_slurm_jobs_bit_equal_to_the_local_run(slurm_run, finished_run):
     workdir, jobs = slurm_run
-    records = sorted((workdir / "results/runs").glob("*/*/history.json"))
+    records = sorted((workdir / "results/runs").glob("*/*/seed*/repeat*/history.json"))
     assert len(records) == 4
     job_ids = {read_record(path).fingerprint["environment"]["SLURM_JOB_ID"] for path in records}
     assert None not in job_ids and len(job_ids) == 4, "each run in its own SLURM job"
@@ -223,7 +223,7 @@ def test_device_gpu_requests_a_gpu_per_run_and_fails_cleanly_on_a_fake_card(slur
         )
         assert found and found.group(1) in {"0", "1"}, train_log[-3000:]
         # The plugin keeps the SLURM log of a failed job; it ends with the training error.
-        slurm_log = workdir / ".snakemake/slurm_logs/rule_train" / f"812_{repeat}"
+        slurm_log = workdir / ".snakemake/slurm_logs/rule_train" / f"recipe_tensorflow_812_{repeat}"
         (log,) = slurm_log.glob("*.log")
         assert "device: gpu, but TensorFlow sees no GPU" in log.read_text()
     assert "SLURM-job" in result.stdout and "failed" in result.stdout
