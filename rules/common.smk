@@ -1,3 +1,4 @@
+import functools
 import os
 import sys
 from pathlib import Path
@@ -267,8 +268,10 @@ def evidence_params():
     )
 
 
+@functools.cache
 def reference_files():
-    """Every file of the saved reference bundle, so that an edit to one re-compares."""
+    """Every file of the saved reference bundle, so that an edit to one re-compares (listed
+    once: every cell's evidence holds them)."""
     if config["reference"] is None:
         return []
     return sorted(str(p) for p in Path(config["reference"]).rglob("*") if p.is_file())

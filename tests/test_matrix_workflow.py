@@ -162,16 +162,22 @@ def test_one_diverged_cell_fails_the_verdict_by_name_and_the_matrix_says_where(
     assert not (workdir / "results/report/verdict.txt").exists()
 
 
-def test_a_jax_user_needs_no_tensorflow(tmp_path, monkeypatch):
-    workdir = matrix_workdir(
-        tmp_path, backends=["jax"], models=[f"{tmp_path}/models/dense.py:build"]
-    )
+def block_tensorflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every Python the workflow starts refuses TensorFlow; returns the folder of its marks."""
     blocker, marks = tmp_path / "blocker", tmp_path / "marks"
     blocker.mkdir()
     marks.mkdir()
     (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
     monkeypatch.setenv("PYTHONPATH", str(blocker))
     monkeypatch.setenv("BLOCKER_MARKS", str(marks))
+    return marks
+
+
+def test_a_jax_user_needs_no_tensorflow(tmp_path, monkeypatch):
+    workdir = matrix_workdir(
+        tmp_path, backends=["jax"], models=[f"{tmp_path}/models/dense.py:build"]
+    )
+    marks = block_tensorflow(tmp_path, monkeypatch)
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     # snakemake, check_model, 2 initializer draws, and 2 runs with their training processes
@@ -183,12 +189,7 @@ def test_a_jax_user_needs_no_tensorflow(tmp_path, monkeypatch):
 
 def test_a_framework_that_is_not_installed_is_named_before_any_job(tmp_path, monkeypatch):
     workdir = matrix_workdir(tmp_path, backends=["jax"], pipeline="tfdata")
-    blocker, marks = tmp_path / "blocker", tmp_path / "marks"
-    blocker.mkdir()
-    marks.mkdir()
-    (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
-    monkeypatch.setenv("PYTHONPATH", str(blocker))
-    monkeypatch.setenv("BLOCKER_MARKS", str(marks))
+    block_tensorflow(tmp_path, monkeypatch)
     result = snakemake(workdir, "-n")
     assert result.returncode != 0
     assert (
