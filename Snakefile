@@ -6,6 +6,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+include: "rules/common.smk"
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     seed=r"\d+",
@@ -13,10 +16,9 @@ wildcard_constraints:
     process=r"\d+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    backend=r"tensorflow|jax|torch",
+    backend="|".join(KNOWN_BACKENDS),
 
 
-include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/train.smk"

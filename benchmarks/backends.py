@@ -30,8 +30,8 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, for every arm
 import per_backend  # noqa: E402
 from harness import BATCH_SIZE, THREADS, machine_info  # noqa: E402
 
-from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic  # noqa: E402
-from keras_repro.synthetic import make_arrays  # noqa: E402
+from keras_repro.data.dataset import NPZ_KEYS, write_npz_deterministic  # noqa: E402
+from keras_repro.data.synthetic import make_arrays  # noqa: E402
 
 DEFAULT_OUT = REPO / "results" / "benchmark" / "backends.json"
 

@@ -16,10 +16,10 @@ def data_steps(bench: Bench, scratch: Path) -> dict[str, Measurement]:
     source = scratch / "download" / "source.json"
     shutil.rmtree(source.parent, ignore_errors=True)
     config = bench.workflow / "config.yaml"
-    download = [*CLI, "keras_repro.download", DATASET_NAME, source, "--config", config]
+    download = [*CLI, "keras_repro.data.download", DATASET_NAME, source, "--config", config]
     build = [
         *CLI,
-        "keras_repro.dataset",
+        "keras_repro.data.dataset",
         source,
         scratch / "dataset.npz",
         scratch / "manifest.json",
@@ -40,17 +40,17 @@ def run(bench: Bench, scratch: Path, records: list[Path]) -> tuple[dict, list[Pa
     draws = [scratch / f"initializers{n}.json" for n in range(1, processes + 1)]
     for n, path in enumerate(draws, 1):
         steps[f"initializers (process {n})"] = measure(
-            [*CLI, "keras_repro.initializers", path], scratch / f"initializers{n}.log"
+            [*CLI, "keras_repro.training.initializers", path], scratch / f"initializers{n}.log"
         )
     report = scratch / "report"
-    compare = [*CLI, "keras_repro.report", "compare", report, "--records", *records]
+    compare = [*CLI, "keras_repro.report.cell", "compare", report, "--records", *records]
     steps[f"compare + report ({len(records)} records)"] = measure(
         [*compare, "--initializers", *draws], scratch / "compare.log"
     )
     steps["verdict"] = measure(
         [
             *CLI,
-            "keras_repro.report",
+            "keras_repro.report.cell",
             "judge",
             report / "summary.json",
             scratch / "verdict.txt",

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 from process_tree import TreeRssSampler
 
-from keras_repro import snakemake_cli
-from keras_repro.synthetic import dataset_entry
+from keras_repro.data.synthetic import dataset_entry
+from keras_repro.workflow import command as snakemake_cli
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

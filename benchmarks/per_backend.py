@@ -77,8 +77,8 @@ def ours_command(backend: str, dataset: Path, record: Path, *, epochs: int) -> l
     }
     code = (
         "from pathlib import Path\n"
-        "from keras_repro.launch import train_in_fresh_process\n"
-        "from keras_repro.settings import RunSettings\n"
+        "from keras_repro.training.launch import train_in_fresh_process\n"
+        "from keras_repro.config.settings import RunSettings\n"
         f"record = Path({str(record)!r})\n"
         f"train_in_fresh_process(Path({str(dataset)!r}), record, record.with_name('trace.npz'), "
         f"record.with_name('train.log'), RunSettings(seed={SEED}, repeat=1, "

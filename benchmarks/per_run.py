@@ -51,8 +51,8 @@ def launcher_command(
     """What the workflow's train job runs (scripts/train.py), without Snakemake around it."""
     code = (
         "from pathlib import Path\n"
-        "from keras_repro.launch import train_in_fresh_process\n"
-        "from keras_repro.settings import RunSettings\n"
+        "from keras_repro.training.launch import train_in_fresh_process\n"
+        "from keras_repro.config.settings import RunSettings\n"
         f"record = Path({str(record)!r})\n"
         f"train_in_fresh_process(Path({str(dataset)!r}), record, record.with_suffix('.trace.npz'), "
         f"Path({str(log)!r}), RunSettings(seed={seed}, repeat=1, config={{'epochs': {epochs}, "
@@ -72,7 +72,7 @@ def variant(name: str, bench: Bench, stem: Path) -> tuple[list[str], Path, dict[
         return command, output, run_environment(SEED, THREADS)
     if name == "pipeline CLI":
         arguments = pipeline_arguments(dataset, output, seed=SEED, epochs=epochs)
-        command = [PYTHON, "-m", "keras_repro.train_cli", *arguments]
+        command = [PYTHON, "-m", "keras_repro.training.cli", *arguments]
         return command, output, run_environment(SEED, THREADS)
     if name == "pipeline launcher":
         log = stem.with_suffix(".train.log")

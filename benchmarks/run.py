@@ -53,9 +53,9 @@ from harness import (  # noqa: E402
     write_config,
 )
 
-from keras_repro.dataset import read_npz_arrays  # noqa: E402
-from keras_repro.record import read_record  # noqa: E402
-from keras_repro.synthetic import make_arrays, write_idx_files  # noqa: E402
+from keras_repro.data.dataset import read_npz_arrays  # noqa: E402
+from keras_repro.data.synthetic import make_arrays, write_idx_files  # noqa: E402
+from keras_repro.records.record import read_record  # noqa: E402
 
 DEFAULT_DATASET = REPO / "results" / "data" / "fashion_mnist" / "dataset.npz"
 DEFAULT_OUT = REPO / "results" / "benchmark" / "benchmark.json"

@@ -14,7 +14,7 @@ import numpy as np
 from harness import PYTHON, Bench, measure, print_table, progress, snakemake_command, target
 from harness import write_config as write_workflow_config
 
-from keras_repro.record import RunRecord, write_record
+from keras_repro.records.record import RunRecord, write_record
 
 # Targets of issue 9.
 REPORT_1000_SECONDS = 30.0
@@ -29,9 +29,9 @@ SHAPES = {
 COMPARE_ONLY = """
 import sys
 from pathlib import Path
-from keras_repro.record import read_runs
-from keras_repro.summarize import summarize
-from keras_repro.summary_json import write_summary
+from keras_repro.records.record import read_runs
+from keras_repro.comparison.summarize import summarize
+from keras_repro.comparison.summary_json import write_summary
 import json
 runs, refused = read_runs([Path(p) for p in sys.argv[3:]])
 draws = [json.loads(Path(p).read_text()) for p in sys.argv[2].split(",")]
@@ -97,7 +97,7 @@ def write_records(template: RunRecord, folder: Path, n_seeds: int, repeats: int)
 
 def measure_compare(folder: Path, records: list[Path], draws: list[Path]) -> tuple[dict, dict]:
     """``keras-repro-report compare`` (every report file) and ``summarize()`` alone."""
-    compare = [PYTHON, "-m", "keras_repro.report", "compare", folder / "report"]
+    compare = [PYTHON, "-m", "keras_repro.report.cell", "compare", folder / "report"]
     full = measure(
         [*compare, "--records", *records, "--initializers", *draws], folder / "compare.log"
     )

@@ -18,13 +18,11 @@ os.environ.update(
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
-from keras_repro.backends import missing_frameworks
-from keras_repro.config import ConfigError, validate_config
+from keras_repro.backends import BACKENDS as KNOWN_BACKENDS, missing_frameworks
+from keras_repro.comparison import ReferenceError, check_place
+from keras_repro.config import ConfigError, run_config, validate_config
 from keras_repro.models import ModelError, matrix_models, model_sha256
-from keras_repro.processes import stale_lock_hint
-from keras_repro.provenance import code_digest
-from keras_repro.settings import run_config
-from keras_repro.reference import ReferenceError, check_place
+from keras_repro.workflow import code_digest, stale_lock_hint
 
 try:
     config.update(validate_config(config))
@@ -62,6 +60,14 @@ if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
     logger.warning(hint)
 
 
+# Where a run of a cell keeps its files (record, trace, log, benchmark): the seeded runs, and
+# the control arm's two groups.
+RUN = "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}"
+UNSEEDED_RUN = "results/control/{model}/{backend}/unseeded/repeat{repeat}"
+NONDETERMINISTIC_RUN = (
+    "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}"
+)
+MODEL_CHECK = "results/models/{model}/{backend}/model.json"
 VERDICT = "results/report/verdict.txt"
 MATRIX_PAGE = "results/report/report.html"
 FRONT_PAGE = "results/report/front_page.rst"
@@ -145,7 +151,7 @@ def dataset_manifest():
 def run_files(name, model, backend):
     """``name`` (history.json or trace.npz) of every seeded run of one cell."""
     return expand(
-        "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/{name}",
+        f"{RUN}/{{name}}",
         model=model,
         backend=backend,
         seed=config["seeds"],
@@ -165,15 +171,12 @@ def control_files(arm, name, model, backend):
     """``name`` of every run of one control group of a cell; none when the control arm is off."""
     if not config["control"]["enabled"]:
         return []
-    folder = {
-        "unseeded": "unseeded",
-        "nondeterministic": f"nondeterministic/seed{config['seeds'][0]}",
-    }[arm]
+    pattern = {"unseeded": UNSEEDED_RUN, "nondeterministic": NONDETERMINISTIC_RUN}[arm]
     return expand(
-        "results/control/{model}/{backend}/{folder}/repeat{repeat}/{name}",
+        f"{pattern}/{{name}}",
         model=model,
         backend=backend,
-        folder=folder,
+        seed=config["seeds"][0],
         repeat=range(1, config["control"]["repeats"] + 1),
         name=name,
     )
@@ -188,7 +191,7 @@ def training_params(arm):
         settings=cell_run_config,
         model_sha256=cell_model_sha256,
         backend=lambda wildcards: wildcards.backend,
-        code=code("train.py", "keras_repro.train_cli"),
+        code=code("train.py", "keras_repro.training.cli"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),
     )

@@ -5,21 +5,16 @@ rule check_model:
     input:
         manifest=dataset_manifest(),
     output:
-        check="results/models/{model}/{backend}/model.json",
+        check=MODEL_CHECK,
     log:
         "results/logs/check_model/{model}/{backend}.log",
     conda:
         "../envs/{backend}.yaml"
     params:
         model=lambda wildcards: model_spec(wildcards.model),
-        model_sha256=lambda wildcards: MODEL_SHA256[model_spec(wildcards.model)],
+        model_sha256=cell_model_sha256,
         compile=config["compile"],
         backend=lambda wildcards: wildcards.backend,
-        # models/ is a subpackage, which code() does not follow by itself
-        code=code(
-            "check_model.py",
-            f"{PACKAGE_ROOT}/keras_repro/models/__init__.py",
-            f"{PACKAGE_ROOT}/keras_repro/models/check.py",
-        ),
+        code=code("check_model.py"),
     script:
         "../scripts/check_model.py"

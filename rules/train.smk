@@ -4,14 +4,14 @@ rule train:
     input:
         dataset=dataset_file(),
         manifest=dataset_manifest(),
-        model="results/models/{model}/{backend}/model.json",
+        model=MODEL_CHECK,
     output:
-        record="results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/history.json",
-        trace="results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/trace.npz",
+        record=f"{RUN}/history.json",
+        trace=f"{RUN}/trace.npz",
     log:
-        "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/train.log",
+        f"{RUN}/train.log",
     benchmark:
-        "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}/benchmark.tsv"
+        f"{RUN}/benchmark.tsv"
     conda:
         "../envs/{backend}.yaml"
     threads: config["threads"]
@@ -30,12 +30,12 @@ rule train:
 # The control arm: runs whose seed each process draws at random (they must differ) ...
 use rule train as train_unseeded with:
     output:
-        record="results/control/{model}/{backend}/unseeded/repeat{repeat}/history.json",
-        trace="results/control/{model}/{backend}/unseeded/repeat{repeat}/trace.npz",
+        record=f"{UNSEEDED_RUN}/history.json",
+        trace=f"{UNSEEDED_RUN}/trace.npz",
     log:
-        "results/control/{model}/{backend}/unseeded/repeat{repeat}/train.log",
+        f"{UNSEEDED_RUN}/train.log",
     benchmark:
-        "results/control/{model}/{backend}/unseeded/repeat{repeat}/benchmark.tsv"
+        f"{UNSEEDED_RUN}/benchmark.tsv"
     params:
         **training_params("unseeded"),
         seed=None,
@@ -45,12 +45,12 @@ use rule train as train_unseeded with:
 # ... and runs of the first seed with op determinism off (reported: do they differ, what it costs).
 use rule train as train_nondeterministic with:
     output:
-        record="results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/history.json",
-        trace="results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/trace.npz",
+        record=f"{NONDETERMINISTIC_RUN}/history.json",
+        trace=f"{NONDETERMINISTIC_RUN}/trace.npz",
     log:
-        "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/train.log",
+        f"{NONDETERMINISTIC_RUN}/train.log",
     benchmark:
-        "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}/benchmark.tsv"
+        f"{NONDETERMINISTIC_RUN}/benchmark.tsv"
     params:
         **training_params("nondeterministic"),
         seed=lambda wildcards: int(wildcards.seed),

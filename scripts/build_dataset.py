@@ -1,6 +1,6 @@
 """Snakemake adapter: decode, validate and subset the download into the one dataset file."""
 
-from keras_repro.dataset import build_dataset
+from keras_repro.data import build_dataset
 from keras_repro.logs import configure_logging
 
 configure_logging(snakemake.log[0])

@@ -6,13 +6,14 @@ import os
 from keras_repro.logs import log_everything_to
 
 log_everything_to(snakemake.log[0])  # before a framework loads and says it found no GPU
+
+from keras_repro.backends import cpu_only_environment  # noqa: E402
+
 # Keras takes its backend at import; a check must not take a GPU a training run is about to
 # use. Both set before Keras starts.
-os.environ["KERAS_BACKEND"] = snakemake.params.backend
-os.environ["CUDA_VISIBLE_DEVICES"] = ""
-os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ.update(cpu_only_environment(snakemake.params.backend))
 
-from keras_repro.dataset import recorded_spec  # noqa: E402
+from keras_repro.data import recorded_spec  # noqa: E402
 from keras_repro.models.check import check_model  # noqa: E402
 
 check_model(

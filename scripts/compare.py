@@ -1,7 +1,7 @@
 """Snakemake adapter: compare every run of one cell (a model on a backend) and write its report
 files (the verdict is judged apart, over every cell)."""
 
-from keras_repro.evidence import job_evidence
+from keras_repro.comparison import job_evidence
 from keras_repro.logs import configure_logging
 from keras_repro.report import ReportPaths, write_report
 

@@ -1,6 +1,6 @@
 """Snakemake adapter: fetch and verify the dataset's files from the first source that works."""
 
-from keras_repro.download import download_dataset
+from keras_repro.data import download_dataset
 from keras_repro.logs import configure_logging
 
 configure_logging(snakemake.log[0])

@@ -6,13 +6,13 @@ from keras_repro.logs import log_everything_to
 
 log_everything_to(snakemake.log[0])  # before a framework loads and says it found no GPU
 
-from keras_repro.backends import load_backend  # noqa: E402
+from keras_repro.backends import cpu_only_environment  # noqa: E402
 
 # The backend's variables (KERAS_BACKEND first, its determinism switches), which Keras and XLA
 # read when they start: one thread, on the CPU, determinism on.
-os.environ.update(load_backend(snakemake.params.backend).child_environment(1, "cpu", True))
+os.environ.update(cpu_only_environment(snakemake.params.backend))
 
 from keras_repro.files import write_json_atomic  # noqa: E402
-from keras_repro.initializers import draw_initializers  # noqa: E402
+from keras_repro.training.initializers import draw_initializers  # noqa: E402
 
 write_json_atomic(draw_initializers(snakemake.params.global_seed), snakemake.output[0])

@@ -1,9 +1,9 @@
 """Snakemake adapter: the matrix of every cell (the report's first page) and the front page of
 `snakemake --report`."""
 
+from keras_repro.comparison import workflow_cells
 from keras_repro.logs import configure_logging
-from keras_repro.matrix import workflow_cells
-from keras_repro.matrix_pages import write_matrix
+from keras_repro.report import write_matrix
 
 configure_logging(snakemake.log[0])
 outputs = snakemake.output

@@ -3,11 +3,15 @@ PYTHONHASHSEED and the backend's variables set."""
 
 import logging
 
-from keras_repro.dataset import recorded_sha256, recorded_spec
-from keras_repro.launch import train_in_fresh_process
+from keras_repro.config import RunSettings
+from keras_repro.data import recorded_sha256, recorded_spec
 from keras_repro.logs import configure_logging
-from keras_repro.perturb import check_perturb_step, manifest_train_examples, total_steps
-from keras_repro.settings import RunSettings
+from keras_repro.training import (
+    check_perturb_step,
+    manifest_train_examples,
+    total_steps,
+    train_in_fresh_process,
+)
 
 configure_logging(snakemake.log[0])
 params = snakemake.params

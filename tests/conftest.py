@@ -17,8 +17,8 @@ from helpers import REPO
 from serving import Server, serving
 from workflows import snakemake, write_synthetic_config
 
-from keras_repro.dataset import content_identity
-from keras_repro.synthetic import make_arrays
+from keras_repro.data.dataset import content_identity
+from keras_repro.data.synthetic import make_arrays
 
 # Processes the tests start (CLIs, snakemake jobs) import this checkout's package too.
 os.environ["PYTHONPATH"] = os.pathsep.join(

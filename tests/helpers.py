@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from keras_repro.settings import RunSettings
+from keras_repro.config.settings import RunSettings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_repro.record import RunRecord, write_record
-from keras_repro.trace import Trace
+from keras_repro.records.record import RunRecord, write_record
+from keras_repro.records.trace import Trace
 
 
 def next_float32(value: float, steps: int = 1) -> float:

@@ -17,12 +17,12 @@ import pytest
 from helpers import tiny_run
 
 from keras_repro.backends import load_backend
-from keras_repro.dataset import write_npz_deterministic
-from keras_repro.launch import TrainingFailed, train_in_fresh_process
-from keras_repro.record import read_run
-from keras_repro.roles import NPZ_KEYS
-from keras_repro.synthetic import make_arrays
-from keras_repro.trace import checkpoint_differences, compare_traces
+from keras_repro.comparison.steps import checkpoint_differences, compare_traces
+from keras_repro.config.roles import NPZ_KEYS
+from keras_repro.data.dataset import write_npz_deterministic
+from keras_repro.data.synthetic import make_arrays
+from keras_repro.records.record import read_run
+from keras_repro.training.launch import TrainingFailed, train_in_fresh_process
 
 SEED, OTHER_SEED, NUDGED_STEP = 3, 4, 3
 RUN = {"epochs": 2, "batch_size": 16, "pipeline": "numpy", "trace": {"every_steps": 1}}
@@ -63,7 +63,7 @@ class NoTensorFlow:
             raise ModuleNotFoundError(f"No module named {name!r} (blocked)")
 
 sys.meta_path.insert(0, NoTensorFlow())
-from keras_repro.train_cli import main
+from keras_repro.training.cli import main
 main(sys.argv[1:])
 import keras
 assert keras.backend.backend() == "jax"
@@ -227,7 +227,7 @@ def test_keras_on_another_backend_than_the_run_is_a_clear_error(tiny_dataset, tm
         import keras
         from helpers import tiny_run
         from keras_repro.errors import ReproError
-        from keras_repro.train import train_and_record
+        from keras_repro.training.run import train_and_record
         settings = dataclasses.replace(tiny_run(1, pipeline="numpy"), backend="torch")
         try:
             train_and_record(sys.argv[1], sys.argv[2], sys.argv[3], settings)

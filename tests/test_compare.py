@@ -7,7 +7,7 @@ import math
 import pytest
 from records import make_record, next_float32, repeat_of
 
-from keras_repro.compare import (
+from keras_repro.comparison.compare import (
     Tolerance,
     compare_runs,
     compare_seeds,
@@ -15,7 +15,7 @@ from keras_repro.compare import (
     ulp_distance,
     values_match,
 )
-from keras_repro.initializer_checks import check_initializers
+from keras_repro.comparison.initializer_checks import check_initializers
 
 
 def test_ulp_distance_counts_float32_steps():

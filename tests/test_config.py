@@ -9,8 +9,8 @@ import pytest
 import yaml
 from helpers import REPO
 
-from keras_repro.config import ConfigError, load_schema, validate_config
-from keras_repro.config_docs import CONFIG_DOC, stale_generated_files
+from keras_repro.config.docs import CONFIG_DOC, stale_generated_files
+from keras_repro.config.schema import ConfigError, load_schema, validate_config
 
 SCHEMA = load_schema(REPO / "schemas" / "config.schema.yaml")
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -125,14 +125,16 @@ def test_a_default_changed_outside_the_schema_is_caught(tmp_path, name):
 def test_the_clis_take_their_defaults_from_the_schema(monkeypatch):
     schema = copy.deepcopy(SCHEMA)
     schema["properties"]["initializer_global_seed"]["default"] = 7
-    monkeypatch.setattr("keras_repro.config._cached_schema", lambda path: schema)
+    monkeypatch.setattr("keras_repro.config.schema._cached_schema", lambda path: schema)
     captured = {}
     monkeypatch.setattr(
-        "keras_repro.initializers.draw_initializers",
+        "keras_repro.training.initializers.draw_initializers",
         lambda global_seed, initializer_seed: captured.update(seed=global_seed) or {},
     )
-    monkeypatch.setattr("keras_repro.initializers.write_json_atomic", lambda data, path: None)
-    from keras_repro import initializers
+    monkeypatch.setattr(
+        "keras_repro.training.initializers.write_json_atomic", lambda data, path: None
+    )
+    from keras_repro.training import initializers
 
     initializers.main(["out.json"])
     assert captured["seed"] == 7

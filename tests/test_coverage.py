@@ -10,11 +10,11 @@ import pytest
 from docutils.core import publish_parts
 from records import DRAW, make_record, repeat_of
 
-from keras_repro.evidence import Evidence
-from keras_repro.record import write_record
-from keras_repro.report import ReportPaths, write_report
-from keras_repro.summary_json import read_summary
-from keras_repro.verdict import VerdictError, judge
+from keras_repro.comparison.evidence import Evidence
+from keras_repro.comparison.summary_json import read_summary
+from keras_repro.comparison.verdict import VerdictError, judge
+from keras_repro.records.record import write_record
+from keras_repro.report.cell import ReportPaths, write_report
 
 PAYLOAD = "<script>alert(1)</script> {{ 7 * 7 }} `x`_ name_ *bold*"
 

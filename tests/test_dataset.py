@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_repro.dataset import (
+from keras_repro.data.dataset import (
     DatasetError,
     build_dataset,
     content_identity,
@@ -17,9 +17,9 @@ from keras_repro.dataset import (
     load_dataset,
     validate_arrays,
 )
-from keras_repro.decoding import decode_idx
-from keras_repro.download import download_dataset
-from keras_repro.synthetic import write_idx_files, write_keras_npz
+from keras_repro.data.decoding import decode_idx
+from keras_repro.data.download import download_dataset
+from keras_repro.data.synthetic import write_idx_files, write_keras_npz
 
 
 def download_local(tmp_path, arrays, fmt: str, name: str):

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 from records import copy_of, make_record, make_trace, next_float32, repeat_of
 
-from keras_repro.config import defaults
-from keras_repro.diagnosis import environment_changes
-from keras_repro.pairs import compare_pair
-from keras_repro.record import Run, write_record
-from keras_repro.reference import (
+from keras_repro.comparison.diagnosis import environment_changes
+from keras_repro.comparison.pairs import compare_pair
+from keras_repro.comparison.reference import (
     Reference,
     ReferenceError,
     compare_with_reference,
     export_reference,
     load_reference,
 )
-from keras_repro.summarize import summarize
-from keras_repro.trace import write_trace
+from keras_repro.comparison.summarize import summarize
+from keras_repro.config.schema import defaults
+from keras_repro.records.record import Run, write_record
+from keras_repro.records.trace import write_trace
 
 FINGERPRINT = {
     "tensorflow": "2.21.0",

@@ -11,7 +11,7 @@ import pytest
 from records import next_float32
 from workflows import snakemake
 
-from keras_repro.record import read_record, write_record
+from keras_repro.records.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
 

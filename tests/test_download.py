@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from serving import Server
 
-from keras_repro.dataset import read_source_arrays
-from keras_repro.download import DownloadError, download_dataset
-from keras_repro.synthetic import write_idx_files, write_keras_npz
+from keras_repro.data.dataset import read_source_arrays
+from keras_repro.data.download import DownloadError, download_dataset
+from keras_repro.data.synthetic import write_idx_files, write_keras_npz
 
 FAST = {"timeout": 5.0, "attempts": 3, "backoff_seconds": 0.01}
 

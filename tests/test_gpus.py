@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 from helpers import tiny_run
 
-from keras_repro import gpus
-from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.data.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.data.synthetic import make_arrays
 from keras_repro.files import UnsafePath
-from keras_repro.gpus import (
+from keras_repro.records.record import read_record
+from keras_repro.training import gpus
+from keras_repro.training.gpus import (
     ASSIGNMENT_VARIABLE,
     Gpu,
     GpuAssignment,
@@ -31,9 +33,7 @@ from keras_repro.gpus import (
     list_gpus,
     lock_path,
 )
-from keras_repro.launch import train_in_fresh_process
-from keras_repro.record import read_record
-from keras_repro.synthetic import make_arrays
+from keras_repro.training.launch import train_in_fresh_process
 
 CARD_A = Gpu(index=0, uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000", name="Fake A100")
 CARD_B = Gpu(index=1, uuid="GPU-bbbbbbbb-1111-1111-1111-111111111111", name="Fake H200")
@@ -46,7 +46,7 @@ TWO_CARDS_SMI = f"""\
 HOLDER = """\
 import json, os, subprocess, sys, time
 from pathlib import Path
-from keras_repro.gpus import Gpu, assign_gpu
+from keras_repro.training.gpus import Gpu, assign_gpu
 from keras_repro.logs import configure_logging
 
 lock_dir, runs_per_gpu, cards, folder, name, with_child = sys.argv[1:]
@@ -444,7 +444,7 @@ def test_list_gpus_without_nvidia_smi_is_empty_and_says_so_once(tmp_path, monkey
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    caplog.set_level(logging.INFO, logger="keras_repro.gpus")
+    caplog.set_level(logging.INFO, logger="keras_repro.training.gpus")
     assert list_gpus() == [] and list_gpus() == []
     assert [r.getMessage() for r in caplog.records] == ["nvidia-smi not found: no GPU listed"]
 

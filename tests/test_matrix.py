@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from records import DRAW, make_record, make_trace, next_float32, repeat_of
 
-from keras_repro.digest import file_sha256
-from keras_repro.evidence import Evidence, compare_evidence
-from keras_repro.matrix import (
+from keras_repro.comparison.evidence import Evidence, compare_evidence
+from keras_repro.comparison.matrix import (
     Cell,
     Matrix,
     build_matrix,
@@ -24,14 +23,14 @@ from keras_repro.matrix import (
     matrix_headline,
     seed_statuses,
 )
-from keras_repro.matrix_pages import write_matrix, write_pages
-from keras_repro.matrix_verdict import cell_failure, judge_matrix
-from keras_repro.outcomes import RunOutcome
-from keras_repro.record import write_record
-from keras_repro.report import ReportPaths, write_report
-from keras_repro.summary import Comparison
-from keras_repro.trace import write_trace
-from keras_repro.verdict import VerdictError, judge
+from keras_repro.comparison.summary import Comparison
+from keras_repro.comparison.verdict import VerdictError, cell_failure, judge, judge_matrix
+from keras_repro.digest import file_sha256
+from keras_repro.records.outcomes import RunOutcome
+from keras_repro.records.record import write_record
+from keras_repro.records.trace import write_trace
+from keras_repro.report.cell import ReportPaths, write_report
+from keras_repro.report.matrix_pages import write_matrix, write_pages
 
 PAYLOAD = "<script>alert(1)</script>"
 VARIABLES = [f"sequential/dense_{PAYLOAD}/kernel", "sequential/dense/bias", "sequential/conv/k"]

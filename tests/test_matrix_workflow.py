@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from workflows import snakemake, write_config
 
-from keras_repro.record import read_record, write_record
-from keras_repro.synthetic import write_keras_npz
+from keras_repro.data.synthetic import write_keras_npz
+from keras_repro.records.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
 

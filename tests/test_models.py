@@ -15,17 +15,17 @@ import yaml
 from helpers import REPO
 from workflows import planned_rules, snakemake
 
-from keras_repro.config import defaults
-from keras_repro.dataset import content_identity
-from keras_repro.models import NAMES, ModelError
-from keras_repro.models.check import check_model
-from keras_repro.record import read_record
-from keras_repro.synthetic import make_arrays, write_idx_files, write_keras_npz
-from keras_repro.unsupported import (
+from keras_repro.backends.unsupported import (
     NoDeterministicKernel,
     op_without_deterministic_kernel,
     refuse_nondeterministic_op,
 )
+from keras_repro.config.schema import defaults
+from keras_repro.data.dataset import content_identity
+from keras_repro.data.synthetic import make_arrays, write_idx_files, write_keras_npz
+from keras_repro.models import NAMES, ModelError
+from keras_repro.models.check import check_model
+from keras_repro.records.record import read_record
 
 MNIST_SPEC = {"input_shape": [28, 28], "num_classes": 10}
 SEQUENTIAL = """

@@ -20,17 +20,17 @@ from helpers import REPO, tiny_run
 from keras import layers
 from records import write_runs
 
-from keras_repro.dataset import write_npz_deterministic
-from keras_repro.launch import train_in_fresh_process
-from keras_repro.limits import KNOWN_LIMITS, known_limits, not_possible_here
+from keras_repro.backends.limits import KNOWN_LIMITS, known_limits, not_possible_here
+from keras_repro.backends.unsupported import op_without_deterministic_kernel
+from keras_repro.config.roles import NPZ_KEYS
+from keras_repro.data.dataset import write_npz_deterministic
+from keras_repro.data.synthetic import make_arrays
 from keras_repro.models import resolve_model
 from keras_repro.models.recipe import build_model as build_recipe
-from keras_repro.outcomes import OutcomeError, read_outcome, split_outcomes, write_outcome
-from keras_repro.record import read_record, read_runs
-from keras_repro.roles import NPZ_KEYS
-from keras_repro.synthetic import make_arrays
-from keras_repro.trace import TraceError, read_trace
-from keras_repro.unsupported import op_without_deterministic_kernel
+from keras_repro.records.outcomes import OutcomeError, read_outcome, split_outcomes, write_outcome
+from keras_repro.records.record import read_record, read_runs
+from keras_repro.records.trace import TraceError, read_trace
+from keras_repro.training.launch import train_in_fresh_process
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MAX_POOLING, TF_NEAREST, TORCH_BILINEAR, TORCH_BICUBIC = KNOWN_LIMITS
@@ -332,9 +332,9 @@ def test_a_run_tensorflow_refuses_ends_as_a_failed_outcome_naming_the_op(tmp_pat
 
 @pytest.mark.parametrize("status", ["failed", "not-possible"])
 def test_a_cell_whose_runs_did_not_train_is_reported_and_fails_the_verdict(tmp_path, status):
-    from keras_repro.evidence import Evidence
-    from keras_repro.report import ReportPaths, write_report
-    from keras_repro.verdict import VerdictError, judge
+    from keras_repro.comparison.evidence import Evidence
+    from keras_repro.comparison.verdict import VerdictError, judge
+    from keras_repro.report.cell import ReportPaths, write_report
 
     _, draws = write_runs(tmp_path / "runs")
     outcomes = []
@@ -374,7 +374,7 @@ def test_the_model_check_says_up_front_what_a_gpu_would_refuse():
     code = textwrap.dedent(
         """
         import json
-        from keras_repro.config import defaults
+        from keras_repro.config.schema import defaults
         from keras_repro.models.check import check_model
         spec = {"input_shape": [28, 28], "num_classes": 10}
         print(json.dumps(check_model("recipe", spec, defaults()["compile"])["not_possible_on_gpu"]))

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
-from keras_repro.record import read_record
-from keras_repro.synthetic import make_arrays
+from keras_repro.data.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.data.synthetic import make_arrays
+from keras_repro.records.record import read_record
 
 pytest.importorskip("tensorflow")
 
@@ -52,7 +52,11 @@ def test_pipeline_and_bare_recipe_give_the_same_bits(tmp_path, tiny_dataset):
         f"--batch-size={BATCH_SIZE}",
     ]
     run(
-        "-m", "keras_repro.train_cli", str(tiny_dataset), str(tmp_path / "pipeline.json"), *settings
+        "-m",
+        "keras_repro.training.cli",
+        str(tiny_dataset),
+        str(tmp_path / "pipeline.json"),
+        *settings,
     )
     run(
         str(REPO / "benchmarks" / "recipe.py"),

@@ -8,7 +8,7 @@ import math
 import pytest
 from records import make_record, next_float32
 
-from keras_repro.record import RecordError, read_record, write_record
+from keras_repro.records.record import RecordError, read_record, write_record
 
 
 def test_round_trip_is_exact(tmp_path):

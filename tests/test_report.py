@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from records import next_float32, write_runs
 
-from keras_repro.compare import Tolerance
-from keras_repro.evidence import Evidence
-from keras_repro.record import read_record, write_record
-from keras_repro.report import ReportPaths, write_report
-from keras_repro.verdict import VerdictError, judge
+from keras_repro.comparison.compare import Tolerance
+from keras_repro.comparison.evidence import Evidence
+from keras_repro.comparison.verdict import VerdictError, judge
+from keras_repro.records.record import read_record, write_record
+from keras_repro.report.cell import ReportPaths, write_report
 
 
 def test_identical_runs_give_every_file_and_pass_the_verdict(tmp_path):
@@ -96,7 +96,7 @@ def test_the_cli_judges_the_evidence_not_an_edited_summary(tmp_path):
     report = tmp_path / "report"
 
     def cli(*args):
-        command = [sys.executable, "-m", "keras_repro.report", *args]
+        command = [sys.executable, "-m", "keras_repro.report.cli", *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     assert cli("compare", str(report), *evidence).returncode == 0

@@ -16,7 +16,7 @@ import pytest
 from workflows import snakemake
 
 from keras_repro.digest import file_sha256
-from keras_repro.record import read_record, write_record
+from keras_repro.records.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from workflows import snakemake, snakemake_command, write_synthetic_config
 
-from keras_repro.perturb import (
+from keras_repro.training.nudge import (
     PerturbError,
     check_perturb_step,
     check_perturb_variable,

@@ -20,10 +20,10 @@ from helpers import REPO
 from records import next_float32, write_runs
 from workflows import snakemake, snakemake_command
 
-from keras_repro.evidence import Evidence, compare_evidence
-from keras_repro.record import read_record, write_record
-from keras_repro.reference import export_reference
-from keras_repro.render import render
+from keras_repro.comparison.evidence import Evidence, compare_evidence
+from keras_repro.comparison.reference import export_reference
+from keras_repro.records.record import read_record, write_record
+from keras_repro.report.render import render
 
 VERDICT = Path("results/report/verdict.txt")
 # Neither may run: each would change the page's title. The first has no "/", so it can name a
@@ -34,7 +34,7 @@ TITLE = "Keras reproducibility report"
 # Every tag the HTML template itself writes (read from it: a tag it gains is its own).
 TEMPLATE_TAGS = set(
     re.findall(
-        r"<([a-z][a-z0-9]*)", (REPO / "src/keras_repro/templates/report.html.j2").read_text()
+        r"<([a-z][a-z0-9]*)", (REPO / "src/keras_repro/report/templates/report.html.j2").read_text()
     )
 )
 

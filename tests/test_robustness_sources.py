@@ -31,12 +31,12 @@ from helpers import sha256_file
 from serving import Server, serving
 from workflows import snakemake, write_config
 
-from keras_repro.config import ConfigError
-from keras_repro.dataset import DatasetError, build_dataset, content_identity
-from keras_repro.decoding import read_idx_gz
-from keras_repro.download import MARKER_NAME, DownloadError, download_dataset
+from keras_repro.config.schema import ConfigError
+from keras_repro.data.dataset import DatasetError, build_dataset, content_identity
+from keras_repro.data.decoding import read_idx_gz
+from keras_repro.data.download import MARKER_NAME, DownloadError, download_dataset
+from keras_repro.data.synthetic import IDX_NAMES, make_arrays, write_idx_files, write_keras_npz
 from keras_repro.files import UnsafePath, WriteError
-from keras_repro.synthetic import IDX_NAMES, make_arrays, write_idx_files, write_keras_npz
 
 COUNTS = {"train": 30, "test": 10}
 FAST = {"timeout": 5.0, "attempts": 2, "backoff_seconds": 0.01}
@@ -130,7 +130,7 @@ def download_cli(
             *prefix,
             sys.executable,
             "-m",
-            "keras_repro.download",
+            "keras_repro.data.download",
             "synthetic",
             str(record),
             "--config",
@@ -523,7 +523,7 @@ def test_gzip_bomb_memory_bounded(tmp_path):
     write_gzip_bomb(bomb, (30, 28, 28), 80)
     script = (
         "import resource, sys\n"
-        "from keras_repro.decoding import DatasetError, read_idx_gz, max_idx_bytes\n"
+        "from keras_repro.data.decoding import DatasetError, read_idx_gz, max_idx_bytes\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n"
         "    read_idx_gz(sys.argv[1], max_idx_bytes('train_images', {'train': 30}))\n"

@@ -16,7 +16,7 @@ import pytest
 from records import next_float32
 from workflows import snakemake, snakemake_command
 
-from keras_repro.record import read_record, write_record
+from keras_repro.records.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
 
@@ -141,7 +141,7 @@ def training_processes(workdir: Path) -> list[int]:
             in_workdir = Path(os.readlink(entry / "cwd")) == workdir.resolve()
         except OSError:
             continue
-        if "keras_repro.train_cli" in arguments and in_workdir:
+        if "keras_repro.training.cli" in arguments and in_workdir:
             found.append(int(entry.name))
     return found
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from workflows import snakemake, training_results
 
-from keras_repro.record import read_record
+from keras_repro.records.record import read_record
 
 pytestmark = pytest.mark.workflow
 

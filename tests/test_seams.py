@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from keras_repro.backends import BACKENDS, load_backend, result_fields
-from keras_repro.config import ConfigError
-from keras_repro.fingerprint import RESULT_FIELDS, can_change_results
+from keras_repro.backends import BACKENDS, can_change_results, load_backend
+from keras_repro.backends.common import RESULT_FIELDS
+from keras_repro.config.schema import ConfigError
+from keras_repro.config.settings import RunSettings, run_setting_keys, validate_run_config
 from keras_repro.models import ModelError, resolve_model
 from keras_repro.pipelines import PIPELINES, load_pipeline
-from keras_repro.settings import RunSettings, run_setting_keys, validate_run_config
 
 PACKAGE = REPO / "src/keras_repro"
 FRAMEWORKS = ("tensorflow", "jax", "torch")
@@ -60,9 +60,11 @@ def imported_when_importing(module: str) -> dict[str, set[str]]:
 
 
 def test_the_training_run_imports_no_framework_but_keras():
-    for module, imports in imported_when_importing("keras_repro.train").items():
+    for module, imports in imported_when_importing("keras_repro.training.run").items():
         frameworks = {name.split(".")[0] for name in imports} & set(FRAMEWORKS)
-        assert not frameworks, f"{module} imports {frameworks} when keras_repro.train is imported"
+        assert not frameworks, (
+            f"{module} imports {frameworks} when keras_repro.training.run is imported"
+        )
 
 
 def test_only_backends_pipelines_and_models_name_a_framework():
@@ -107,7 +109,7 @@ def test_an_unknown_backend_is_named():
 
 
 def test_which_fields_can_change_a_result_depends_on_the_backend():
-    assert "tensorflow" in result_fields("tensorflow")
+    assert "tensorflow" in load_backend("tensorflow").RESULT_FIELDS
     assert can_change_results("tensorflow", ["tensorflow"])
     assert can_change_results("keras", []) and not can_change_results("tensorflow", [])
     assert not can_change_results("hostname", ["tensorflow"])
@@ -182,11 +184,11 @@ USER_MODELS = {
 TRAIN_EACH = """
 import json, sys
 import keras, numpy as np
-from keras_repro.synthetic import make_arrays
+from keras_repro.data.synthetic import make_arrays
 from keras_repro.backends import load_backend
 from keras_repro.models import resolve_model
 from keras_repro.pipelines import load_pipeline
-from keras_repro.recording import record_steps, weights_sha256
+from keras_repro.training.recording import record_steps, weights_sha256
 
 traced, specs = sys.argv[1] == "traced", sys.argv[2:]
 backend = load_backend("tensorflow")
@@ -282,9 +284,10 @@ def test_a_new_run_setting_is_the_schema_and_nothing_else(monkeypatch):
     and the record without any other edit."""
     import argparse
 
-    from keras_repro import config, settings
+    from keras_repro.config import schema as config_schema
+    from keras_repro.config import settings
 
-    schema = copy.deepcopy(config.load_schema())
+    schema = copy.deepcopy(config_schema.load_schema())
     schema["properties"]["warmup_steps"] = {
         "x-run-setting": True,
         "type": "integer",
@@ -292,7 +295,7 @@ def test_a_new_run_setting_is_the_schema_and_nothing_else(monkeypatch):
         "default": 0,
         "description": "Steps of learning-rate warm-up.",
     }
-    monkeypatch.setattr(config, "_cached_schema", lambda path: schema)
+    monkeypatch.setattr(config_schema, "_cached_schema", lambda path: schema)
     assert "warmup_steps" in run_setting_keys()
     parser = argparse.ArgumentParser()
     settings.add_arguments(parser)

@@ -19,7 +19,7 @@ from helpers import REPO
 from serving import serving
 from workflows import snakemake, training_results, write_synthetic_config
 
-from keras_repro.record import read_record
+from keras_repro.records.record import read_record
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

@@ -11,10 +11,10 @@ import tomllib
 import yaml
 from helpers import REPO
 
-from keras_repro.config import check_dataset_entry, validate_config
-from keras_repro.dataset import content_identity
-from keras_repro.download import download_dataset
-from keras_repro.synthetic import make_arrays, write_dataset, write_idx_files
+from keras_repro.config.schema import check_dataset_entry, validate_config
+from keras_repro.data.dataset import content_identity
+from keras_repro.data.download import download_dataset
+from keras_repro.data.synthetic import make_arrays, write_dataset, write_idx_files
 
 # The tests' data since before this module: changing it would change what they train on.
 IDENTITY_320_96 = {
@@ -27,7 +27,7 @@ IDENTITY_320_96 = {
 
 def synthetic_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "keras_repro.synthetic", *args],
+        [sys.executable, "-m", "keras_repro.data.synthetic", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -69,7 +69,7 @@ def test_the_entry_is_a_dataset_its_local_folder_delivers(tmp_path, fmt):
 
 def test_the_console_script_is_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["keras-repro-synthetic"] == "keras_repro.synthetic:main"
+    assert scripts["keras-repro-synthetic"] == "keras_repro.data.synthetic:main"
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from records import VARIABLES, copy_of, make_trace
 
-from keras_repro.trace import (
-    TraceBounds,
-    TraceError,
-    compare_traces,
-    read_trace,
-    step_ulps,
-    write_trace,
-)
+from keras_repro.comparison.steps import compare_traces, step_ulps
+from keras_repro.records.trace import TraceBounds, TraceError, read_trace, write_trace
 
 
 def test_round_trip_keeps_every_bit(tmp_path):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from helpers import sha256_file, tiny_run
 
-from keras_repro.dataset import NPZ_KEYS, write_npz_deterministic
-from keras_repro.launch import TrainingFailed, train_in_fresh_process
-from keras_repro.record import read_record
-from keras_repro.synthetic import make_arrays
+from keras_repro.data.dataset import NPZ_KEYS, write_npz_deterministic
+from keras_repro.data.synthetic import make_arrays
+from keras_repro.records.record import read_record
+from keras_repro.training.launch import TrainingFailed, train_in_fresh_process
 
 pytest.importorskip("tensorflow")
-from keras_repro.recording import pass_digests
+from keras_repro.training.recording import pass_digests
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def tiny_dataset(tmp_path):
 
 def train_cli(*args: str, **environment: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "keras_repro.train_cli", *args],
+        [sys.executable, "-m", "keras_repro.training.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

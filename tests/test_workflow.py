@@ -12,7 +12,7 @@ import pytest
 from records import next_float32
 from workflows import snakemake, write_config, write_synthetic_config
 
-from keras_repro.record import read_record, write_record
+from keras_repro.records.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
 

@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 from helpers import REPO
 
-from keras_repro.record import read_record
-from keras_repro.snakemake_cli import snakemake_command
-from keras_repro.synthetic import dataset_entry, make_arrays, write_idx_files
+from keras_repro.data.synthetic import dataset_entry, make_arrays, write_idx_files
+from keras_repro.records.record import read_record
+from keras_repro.workflow.command import snakemake_command
 
 # Small enough to train in seconds, large enough for a CNN to learn something.
 SYNTHETIC_COUNTS = {"train": 320, "test": 96}

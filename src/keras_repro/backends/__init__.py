@@ -15,14 +15,44 @@ Each backend module has:
 
 A backend module imports its framework inside its functions only, so that the rules without
 it (compare, verdict) can still ask which fields can change a result. ``load_backend`` is the
-one place that picks a backend; nothing backend-specific lives outside these modules.
+one place that picks a backend; nothing backend-specific lives outside this folder:
+``common.py`` holds what all share, ``limits.py`` the combinations known not to be
+deterministic on a GPU, ``unsupported.py`` a framework's refusal told from its error.
+
+Adding a backend: a module with the names above, its line in ``load_backend`` and its name in
+``BACKENDS`` (the config schema's enum, the Snakefile's wildcard and the frameworks checked
+before any job follow from it; ``tests/test_seams.py`` holds them together).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any, Protocol
 
+from keras_repro.backends.common import ENVIRONMENT_VARIABLES, RESULT_FIELDS
+from keras_repro.backends.limits import KNOWN_LIMITS, KnownLimit, NotPossible, not_possible_here
+from keras_repro.backends.unsupported import NoDeterministicKernel, refuse_nondeterministic_op
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "ENVIRONMENT_VARIABLES",
+    "KNOWN_LIMITS",
+    "KnownLimit",
+    "NoDeterministicKernel",
+    "NotPossible",
+    "StepRecorder",
+    "can_change_results",
+    "child_environment",
+    "cpu_only_environment",
+    "load_backend",
+    "missing_frameworks",
+    "not_possible_here",
+    "refuse_nondeterministic_op",
+]
+
+# Each is also the module its framework imports as.
 BACKENDS = ("tensorflow", "jax", "torch")
 # Records written before backends were recorded in the settings trained on TensorFlow.
 DEFAULT_BACKEND = "tensorflow"
@@ -41,14 +71,10 @@ class StepRecorder(Protocol):
     def test_batches(self) -> Any: ...
 
 
-# What each backend imports, and the extra of this package that installs it.
-FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-
-
 def missing_frameworks(backends: list[str], pipeline: str) -> list[str]:
     """One line for each framework the runs need that this Python cannot import (the
-    backends', and TensorFlow for the tf.data pipeline), naming what installs it."""
-    needed = {FRAMEWORKS[name]: f"backend {name}" for name in backends}
+    backends', and TensorFlow for the tf.data pipeline), naming the extra that installs it."""
+    needed = {name: f"backend {name}" for name in backends}
     if pipeline == "tfdata":
         needed.setdefault("tensorflow", "pipeline tfdata (the recipe's tf.data)")
     return [
@@ -86,6 +112,19 @@ def load_backend(name: str) -> ModuleType:
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
 
 
-def result_fields(name: str) -> tuple[str, ...]:
-    """The fingerprint fields of backend ``name`` that can change a result."""
-    return load_backend(name).RESULT_FIELDS
+def can_change_results(field: str, backends: Iterable[str] = (DEFAULT_BACKEND,)) -> bool:
+    """Whether a (dotted) fingerprint field can change a result on any of ``backends``."""
+    fields = set(RESULT_FIELDS).union(*(load_backend(name).RESULT_FIELDS for name in backends))
+    return field in fields or field.startswith("gpus.")
+
+
+def child_environment(name: str, threads: int, device: str, op_determinism: bool) -> dict[str, str]:
+    """The variables a fresh process training on backend ``name`` needs before Python starts
+    (``KERAS_BACKEND`` first, its thread and determinism switches)."""
+    return load_backend(name).child_environment(threads, device, op_determinism)
+
+
+def cpu_only_environment(name: str) -> dict[str, str]:
+    """The variables for a process that builds or draws on backend ``name`` without training:
+    one thread, determinism on, no GPU taken from the runs that are about to train."""
+    return {**child_environment(name, 1, "cpu", True), "CUDA_VISIBLE_DEVICES": ""}

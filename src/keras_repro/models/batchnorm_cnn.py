@@ -5,7 +5,7 @@ TensorFlow's fused batch norm has a GPU backprop path with no deterministic kern
 raises UnimplementedError under op determinism (tensorflow/tensorflow#50505; the CPU paths
 are deterministic); cuDNN batch norm was reported to break repeatability in PyTorch
 (pytorch/pytorch#53691). Its MaxPooling2D makes it impossible on JAX on a GPU
-(select-and-scatter: google/flax#4233; keras_repro.limits).
+(select-and-scatter: google/flax#4233; keras_repro.backends.limits).
 """
 
 from __future__ import annotations

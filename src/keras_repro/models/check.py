@@ -16,11 +16,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keras_repro.backends import NotPossible, not_possible_here
+from keras_repro.config import defaults
 from keras_repro.errors import ReproError
 from keras_repro.files import write_json_atomic
-from keras_repro.limits import NotPossible, not_possible_here
 from keras_repro.logs import configure_logging
-from keras_repro.models import ModelError, model_name, model_sha256, resolve_model, spec_problem
+from keras_repro.models.registry import (
+    ModelError,
+    model_name,
+    model_sha256,
+    resolve_model,
+    spec_problem,
+)
 
 log = logging.getLogger(__name__)
 CHECK_FORMAT = "keras-repro/model-check"
@@ -156,7 +163,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    from keras_repro.config import defaults
 
     try:
         spec = json.loads(args.manifest.read_text())["spec"]

@@ -7,7 +7,7 @@ NVIDIA/framework-reproducibility#24), but Keras 3 builds UpSampling2D(interpolat
 from ops.repeat (a Tile on TensorFlow), so that applies to Resizing(interpolation="nearest"),
 not here; torch's bilinear and bicubic upsample backward on CUDA likewise
 (pytorch/pytorch#111335), not its nearest. Its MaxPooling2D makes it impossible on JAX on a
-GPU (select-and-scatter: google/flax#4233; keras_repro.limits).
+GPU (select-and-scatter: google/flax#4233; keras_repro.backends.limits).
 """
 
 from __future__ import annotations

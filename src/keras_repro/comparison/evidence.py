@@ -1,0 +1,100 @@
+"""What a comparison is judged from, and the comparison derived from it in one place.
+
+The evidence is what the workflow wrote and can verify: the run records with their traces
+(sha256 in the record), the initializer draws, the control arm's records and a reference bundle.
+``compare`` derives the report from it, and ``judge`` derives the comparison again before it
+writes a verdict, so that a verdict never rests on a derived file (summary.json) alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keras_repro.comparison.compare import Tolerance
+from keras_repro.comparison.reference import (
+    ReferenceError,
+    compare_with_reference,
+    load_reference,
+    refused_reference,
+)
+from keras_repro.comparison.summarize import summarize
+from keras_repro.comparison.summary import Comparison
+from keras_repro.records import Run, read_runs, split_outcomes
+
+
+@dataclass(frozen=True)
+class Evidence:
+    records: list[Path]
+    initializers: list[Path]
+    tolerance: Tolerance | None = None
+    controls: dict[str, list[Path]] | None = None  # the control arm's records by arm; None: off
+    reference: Path | None = None
+    reference_drift: str = "report"
+    own_results: Path | None = None  # this workflow's results/, which a bundle must not be
+    manifest: Path | None = None  # the dataset's, for what was trained
+    # The matrix cell (model name, backend) the runs are: a reference's other cells are left out.
+    cell: tuple[str, str] | None = None
+
+
+FILES = ("records", "initializers", "unseeded", "nondeterministic", "manifest")
+
+
+def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) -> Evidence:
+    """The evidence from a job's named inputs and params, as ``rules/common.smk`` names them
+    (``cell_evidence``, ``evidence_params``): shared by the compare adapter and, per cell, by
+    the matrix and verdict adapters (``inputs`` a mapping there)."""
+    files = inputs if isinstance(inputs, dict) else {name: getattr(inputs, name) for name in FILES}
+    return Evidence(
+        list(files["records"]),
+        list(files["initializers"]),
+        Tolerance.from_config(params.comparison),
+        controls={"unseeded": files["unseeded"], "nondeterministic": files["nondeterministic"]}
+        if params.control
+        else None,
+        reference=params.reference,
+        reference_drift=params.reference_drift,
+        manifest=files["manifest"],
+        cell=cell,
+    )
+
+
+def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
+    """The comparison of every run (and of the control arm and the reference), and the seeded
+    runs it compared. A bundle that cannot be read makes the verdict refused."""
+    outcomes, records, refused = split_outcomes(evidence.records)
+    runs, refused_here = read_runs(records)
+    refused += refused_here
+    control_runs = None
+    if evidence.controls is not None:
+        control_runs = {}
+        for arm, paths in evidence.controls.items():
+            found, records, refused_here = split_outcomes(paths)
+            control_runs[arm], refused_there = read_runs(records)
+            outcomes += found
+            refused += refused_here + refused_there
+    draws = [json.loads(Path(path).read_text()) for path in evidence.initializers]
+    compared = None
+    if evidence.reference is not None:
+        try:
+            reference = load_reference(evidence.reference, evidence.own_results)
+        except ReferenceError as error:
+            compared = refused_reference(evidence.reference, error, evidence.reference_drift)
+        else:
+            compared = compare_with_reference(
+                reference, runs, evidence.tolerance, evidence.reference_drift, evidence.cell
+            )
+    manifest = json.loads(Path(evidence.manifest).read_text()) if evidence.manifest else None
+    comparison = summarize(
+        runs,
+        draws,
+        evidence.tolerance,
+        refused,
+        control_runs,
+        compared,
+        manifest=manifest,
+        outcomes=outcomes,
+    )
+    return comparison, runs

@@ -1,0 +1,199 @@
+"""The comparison's one typed result: per seed, per repeat, per metric and epoch; the control
+arm, the reference, the initializer checks.
+
+``summarize`` builds it from the run records, ``summary_json`` writes and reads it as
+``summary.json``; the report's Markdown and HTML are rendered from it, and the verdict is
+judged from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keras_repro.comparison.compare import Divergence, Tolerance
+from keras_repro.comparison.coverage import Coverage
+from keras_repro.comparison.diagnosis import FieldChange
+from keras_repro.comparison.initializer_checks import InitializerCheck
+from keras_repro.comparison.steps import TraceComparison
+from keras_repro.records import RefusedRecord, RunOutcome
+
+
+@dataclass
+class ValueCell:
+    """One run's value of a metric, against the same value of the seed's reference repeat."""
+
+    hex: str | None  # float.hex; None when this run lacks the value
+    differs: bool  # not bit-identical to the reference repeat's value (or missing)
+    ulps: int | None = None  # distance from the reference value, when both exist and differ
+
+    @property
+    def value(self) -> float | None:
+        return None if self.hex is None else float.fromhex(self.hex)
+
+
+@dataclass
+class MetricRow:
+    metric: str  # a history metric, or evaluate.<metric>
+    epoch: int | None  # 1-based; None for evaluate()
+    cells: list[ValueCell]
+
+
+@dataclass
+class DigestCell:
+    digests: list[str]
+    differs: bool
+
+
+@dataclass
+class DigestRow:
+    label: str
+    when: str
+    cells: list[DigestCell]
+
+
+@dataclass
+class PairResult:
+    """One run against another of the same seed (or against the saved reference)."""
+
+    repeat: int
+    identical: bool
+    divergences: int
+    first_divergence: Divergence | None
+    cause: str | None = None  # environment, data, compute or record: see diagnosis.explain
+    trace: TraceComparison | None = None
+
+
+@dataclass
+class SeedResult:
+    reference_repeat: int
+    repeats: list[int]
+    identical: bool
+    first_divergence: Divergence | None
+    pairs: list[PairResult]
+    metrics: list[MetricRow]
+    digests: list[DigestRow]
+
+
+@dataclass
+class FingerprintRow:
+    field: str
+    values: list[str]  # one per run, in the order of Comparison.run_labels
+    differs_within_seed: bool  # and can change a result (fields that vary by design never do)
+    varies_by_design: bool = False  # differs within a seed, but cannot change a result
+
+
+@dataclass
+class RunTime:
+    label: str
+    arm: str
+    seconds: float
+    seconds_per_epoch: float
+
+
+@dataclass
+class ControlGroup:
+    """Runs of the control arm, compared with each other."""
+
+    arm: str  # unseeded (each run draws its seed) or nondeterministic (op determinism off)
+    labels: list[str]
+    identical: bool
+    first_divergence: Divergence | None
+    seconds_per_epoch: float  # median
+
+
+@dataclass
+class ControlResult:
+    enabled: bool
+    unseeded: ControlGroup | None = None
+    nondeterministic: ControlGroup | None = None
+    deterministic_seconds_per_epoch: float | None = None  # median of the same seed's runs
+
+    @property
+    def has_power(self) -> bool | None:
+        """False when runs without a common seed came out identical."""
+        return None if self.unseeded is None else not self.unseeded.identical
+
+    @property
+    def determinism_cost(self) -> float | None:
+        """Seconds per epoch with op determinism on, over off."""
+        if self.nondeterministic is None or not self.deterministic_seconds_per_epoch:
+            return None
+        return self.deterministic_seconds_per_epoch / self.nondeterministic.seconds_per_epoch
+
+
+@dataclass
+class ReferenceRun:
+    """A seed's first run now, against the reference's run of that seed."""
+
+    seed: int
+    classification: str  # identical, bug (same environment) or drift (environment changed)
+    changes: list[FieldChange]
+    pair: PairResult
+
+
+@dataclass
+class ReferenceResult:
+    path: str
+    created: str
+    drift: str  # what drift does to the verdict: report or fail
+    not_comparable: list[str]  # why the reference cannot be compared with these runs
+    runs: list[ReferenceRun]
+    refused: str | None = None  # why the bundle could not be read: the verdict is refused
+
+    def failures(self) -> list[str]:
+        if self.refused:
+            return []
+        if self.not_comparable:
+            return [f"reference {self.path} is not comparable: " + "; ".join(self.not_comparable)]
+        return [
+            f"seed {run.seed} differs from the reference {self.path}"
+            + (
+                " in the same environment: a reproducibility bug"
+                if run.classification == "bug"
+                else " after the environment changed (drift)"
+            )
+            for run in self.runs
+            if run.classification == "bug"
+            or (run.classification == "drift" and self.drift == "fail")
+        ]
+
+
+@dataclass
+class InitializerResult:
+    processes: int
+    global_seed: int | None
+    checks: list[InitializerCheck]
+
+
+@dataclass
+class Comparison:
+    # identical, mismatch, refused (a record could not be trusted), failed (a run met an op
+    # without a deterministic kernel) or not-possible (every run was a known limit, said up front)
+    verdict: str
+    mode: str  # exact or tolerance
+    mode_label: str
+    tolerance: Tolerance | None
+    runs: int
+    run_labels: list[str]
+    seeds: dict[int, SeedResult]
+    seeds_differ: bool | None  # None: one seed, so seeds were not compared with each other
+    initializers: InitializerResult
+    fingerprints: list[FingerprintRow]
+    divergences: list[Divergence] = field(default_factory=list)
+    refused: list[RefusedRecord] = field(default_factory=list)
+    controls: ControlResult = field(default_factory=lambda: ControlResult(enabled=False))
+    reference: ReferenceResult | None = None
+    times: list[RunTime] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
+    coverage: Coverage | None = None  # what was trained (summaries written before: None)
+    outcomes: list[RunOutcome] = field(default_factory=list)  # runs that did not train
+
+    @property
+    def identical(self) -> bool:
+        return self.verdict == "identical"
+
+    def headline_divergences(self) -> list[Divergence]:
+        """The first divergence of each seed, then every failure that belongs to no one pair."""
+        firsts = [s.first_divergence for s in self.seeds.values() if s.first_divergence]
+        others = [d for d in self.divergences if d.kind in ("seed_ineffective", "initializer")]
+        return firsts + others

@@ -1,0 +1,128 @@
+"""The verdict's sentences, each said in one place: the headline of a comparison, a divergence
+described, why runs did not train, what fails a cell, the planted nudge, and the line of an
+identical verdict. The cell's report, the matrix, the front page and the verdict on the console
+all say them from here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from keras_repro.comparison.compare import Divergence
+from keras_repro.comparison.summary import Comparison
+
+RETRAIN_REFUSED = "Delete each refused record and run the workflow again to retrain it."
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def describe_divergence(divergence: Divergence) -> str:
+    """Where a divergence is (seed, repeat, epoch), what it is, and what explains it."""
+    parts = [f"seed {divergence.seed}"] if divergence.seed is not None else []
+    if divergence.repeat is not None:
+        parts.append(f"repeat {divergence.repeat} vs {divergence.reference_repeat}")
+    if divergence.epoch is not None:
+        parts.append(f"epoch {divergence.epoch}")
+    text = ", ".join(parts) + (": " if parts else "") + divergence.message
+    if divergence.explanation:
+        return f"{text} — {divergence.explanation}"
+    if divergence.data_already_differed is not None:
+        text += (
+            " — the data fed had already differed"
+            if divergence.data_already_differed
+            else " — the data fed was identical, so the compute diverged"
+        )
+    return text
+
+
+def refused_records(count: int) -> str:
+    return plural(count, "run record")
+
+
+def headline(comparison: Comparison) -> str:
+    if comparison.verdict == "refused":
+        count = len(comparison.refused)
+        refused = [refused_records(count)] if count else []
+        if comparison.reference is not None and comparison.reference.refused:
+            refused.append("the reference bundle")
+        verb = "was" if len(refused) == 1 and count <= 1 else "were"
+        return f"REFUSED: {' and '.join(refused)} {verb} refused, so no verdict can be given"
+    if comparison.verdict == "failed":
+        failed = [o for o in comparison.outcomes if o.status == "failed"]
+        ops = ", ".join(dict.fromkeys(o.op or "an op" for o in failed))
+        return (
+            f"FAILED: {plural(len(failed), 'run')} met an op without a deterministic kernel "
+            f"here ({ops})"
+        )
+    if comparison.verdict == "not-possible":
+        return f"NOT POSSIBLE HERE: {outcome_reasons(comparison)}"
+    if comparison.identical:
+        return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree"
+    return f"MISMATCH ({comparison.mode_label}): {found(comparison)}"
+
+
+def found(comparison: Comparison) -> str:
+    """What a comparison found that fails it: its divergences and failed checks, counted."""
+    said = [plural(len(comparison.divergences), "divergence")] if comparison.divergences else []
+    said += [plural(len(comparison.failures), "failed check")] if comparison.failures else []
+    return ", ".join(said)
+
+
+def outcome_reasons(comparison: Comparison) -> str:
+    """Why runs did not train, each reason once, with its source."""
+    return "; ".join(
+        dict.fromkeys(
+            f"{o.reason} (source: {o.source})" if o.source else o.reason
+            for o in comparison.outcomes
+        )
+    )
+
+
+def problems(comparison: Comparison) -> list[str]:
+    """One line for each thing that fails the verdict: the runs that met an op without a
+    deterministic kernel, then the first divergences."""
+    failed = [
+        f"seed {o.seed}, repeat {o.repeat}{'' if o.arm == 'seeded' else f' ({o.arm})'}: {o.reason}"
+        for o in comparison.outcomes
+        if o.status == "failed"
+    ]
+    return (
+        failed
+        + [describe_divergence(d) for d in comparison.headline_divergences()]
+        + list(comparison.failures)
+    )
+
+
+def refused_reasons(comparison: Comparison) -> list[str]:
+    """Why each refused record, and the reference bundle, were refused."""
+    lines = [r.reason for r in comparison.refused]
+    if comparison.reference is not None and comparison.reference.refused:
+        lines.append(comparison.reference.refused)
+    return lines
+
+
+def not_reproducible(comparison: Comparison) -> str:
+    return f"runs are NOT reproducible ({comparison.mode_label}): {found(comparison)}."
+
+
+def planted_expected(nudges: str) -> str:
+    return f"planted: {nudges}: this divergence is expected."
+
+
+def planted_missed(nudges: str) -> str:
+    return (
+        f"planted: {nudges}, yet every run came out identical: the check missed it, or the "
+        "nudge never happened"
+    )
+
+
+def identical_line(
+    modes: Iterable[str], runs: int, seeds: Iterable[int], report: str, cells: str = ""
+) -> str:
+    """The verdict's line when every judged run agreed; ``cells``: how many cells and which
+    (a matrix of more than one)."""
+    return (
+        f"identical ({', '.join(dict.fromkeys(modes))}): {runs} runs{cells}, "
+        f"seeds {', '.join(map(str, dict.fromkeys(seeds)))} — report: {report}"
+    )
