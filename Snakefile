@@ -14,6 +14,7 @@ wildcard_constraints:
     seed=r"\d+",
     repeat=r"\d+",
     process=r"\d+",
+    segment=r"\d+",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     backend="|".join(KNOWN_BACKENDS),

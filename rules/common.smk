@@ -22,6 +22,8 @@ from keras_repro.backends import BACKENDS as KNOWN_BACKENDS, missing_frameworks
 from keras_repro.comparison import ReferenceError, check_place
 from keras_repro.config import ConfigError, run_config, validate_config
 from keras_repro.models import ModelError, matrix_models, model_sha256
+from keras_repro.pipelines import RESUMES_MID_EPOCH
+from keras_repro.records import planned_steps, replayed_segments
 from keras_repro.workflow import code_digest, stale_lock_hint
 
 try:
@@ -60,9 +62,11 @@ if "--unlock" not in sys.argv and (hint := stale_lock_hint(Path.cwd())):
     logger.warning(hint)
 
 
-# Where a run of a cell keeps its files (record, trace, log, benchmark): the seeded runs, and
-# the control arm's two groups.
+# Where a run of a cell keeps its files (record, trace, log, benchmark, checkpoints): the seeded
+# runs, a segment replayed from a seed's run (verify: segments), and the control arm's groups.
 RUN = "results/runs/{model}/{backend}/seed{seed}/repeat{repeat}"
+SEGMENT_RUN = "results/runs/{model}/{backend}/seed{seed}/repeat1"
+SEGMENT = f"{SEGMENT_RUN}/segments/segment{{segment}}"
 UNSEEDED_RUN = "results/control/{model}/{backend}/unseeded/repeat{repeat}"
 NONDETERMINISTIC_RUN = (
     "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}"
@@ -79,6 +83,60 @@ CELL_REPORT_FILES = (
     "histories.csv",
     "curves.png",
     "steps.png",
+)
+
+
+def planned_steps_per_epoch():
+    """Training steps per epoch, from the dataset's counts and the subset; None where the
+    counts are not said."""
+    counts = config["datasets"][config["dataset"]].get("counts") or {}
+    train = [n for n in (config["subset"]["train"], counts.get("train")) if n]
+    return -(-min(train) // config["batch_size"]) if train else None
+
+
+def planned_checkpoints():
+    """How many checkpoints each seeded run saves (the state before the first step
+    included): none when they are off."""
+    checkpoints = config["checkpoints"]
+    per_epoch = 1 if checkpoints["every_steps"] is None else planned_steps_per_epoch()
+    if per_epoch is None:
+        raise WorkflowError(
+            f"checkpoints.every_steps: the dataset's counts are needed to plan the checkpoints "
+            f"(datasets.{config['dataset']}.counts), or checkpoint every N epochs (every_epochs)"
+        )
+    return len(planned_steps(checkpoints, config["epochs"], per_epoch))
+
+
+def verification():
+    """How the seeds are proven (verify), and why segments are not possible here when they
+    were asked for: said before any job, and in the report."""
+    requested, why = config["verify"], None
+    if requested == "segments" and config["checkpoints"]["every_steps"] is not None:
+        if not RESUMES_MID_EPOCH[config["pipeline"]]:
+            why = (
+                f"the {config['pipeline']} pipeline resumes only at an epoch's end, and "
+                "checkpoints.every_steps puts checkpoints inside epochs"
+            )
+    used = "repeats" if why else requested
+    if why:
+        logger.warning(
+            f"verify: segments is not possible here: {why}; each seed is verified by "
+            f"{config['repeats']} repeats instead (the report says so). Set pipeline: numpy or "
+            "checkpoints.every_epochs to replay segments."
+        )
+    return dict(
+        requested=requested, used=used, why=why, draw_seed=config["segments"]["draw_seed"]
+    )
+
+
+CHECKPOINTS = planned_checkpoints()
+VERIFY = verification()
+SEGMENTS = (
+    replayed_segments(
+        CHECKPOINTS - 1, config["segments"]["replay"], config["segments"]["draw_seed"]
+    )
+    if VERIFY["used"] == "segments"
+    else []
 )
 
 
@@ -136,6 +194,12 @@ def cell_run_config(wildcards):
     return {**run_config(config), "model": MODELS[wildcards.model]}
 
 
+def control_run_config(wildcards):
+    """A control run's settings: no checkpoints are saved in the control arm, so their
+    interval is not among them (a new one retrains no control run)."""
+    return {k: v for k, v in cell_run_config(wildcards).items() if k != "checkpoints"}
+
+
 def cell_model_sha256(wildcards):
     return MODEL_SHA256[MODELS[wildcards.model]]
 
@@ -149,15 +213,55 @@ def dataset_manifest():
 
 
 def run_files(name, model, backend):
-    """``name`` (history.json or trace.npz) of every seeded run of one cell."""
+    """``name`` (history.json or trace.npz) of every seeded run of one cell: each seed's
+    repeats, or its one run when segments are replayed."""
+    repeats = 1 if VERIFY["used"] == "segments" else config["repeats"]
     return expand(
         f"{RUN}/{{name}}",
         model=model,
         backend=backend,
         seed=config["seeds"],
-        repeat=range(1, config["repeats"] + 1),
+        repeat=range(1, repeats + 1),
         name=name,
     )
+
+
+def checkpoint_outputs(run):
+    """The checkpoint files a run saves (``run``: its folder's pattern); temporary (removed
+    once the verdict has passed) when keep_checkpoints is false."""
+    files = [f"{run}/checkpoints/{index}.npz" for index in range(CHECKPOINTS)]
+    return files if config["keep_checkpoints"] else [temp(path) for path in files]
+
+
+def segment_files(name, model, backend):
+    """``name`` of every segment replayed of one cell's runs (none unless verify: segments)."""
+    return expand(
+        f"{SEGMENT}/{{name}}",
+        model=model,
+        backend=backend,
+        seed=config["seeds"],
+        segment=SEGMENTS,
+        name=name,
+    )
+
+
+def segment_checkpoints(model, backend):
+    """The checkpoint files of one cell's runs whose segments are replayed: evidence too (an
+    edited one makes the comparison refuse)."""
+    if not SEGMENTS:
+        return []
+    return expand(
+        f"{SEGMENT_RUN}/checkpoints/{{index}}.npz",
+        model=model,
+        backend=backend,
+        seed=config["seeds"],
+        index=range(CHECKPOINTS),
+    )
+
+
+def segment_start(wildcards):
+    """The checkpoint a segment is replayed from: the one its run saved at its start."""
+    return f"{SEGMENT_RUN}/checkpoints/{int(wildcards.segment) - 1}.npz".format(**wildcards)
 
 
 def seeded_files(name):
@@ -188,9 +292,10 @@ def training_params(arm):
     return dict(
         arm=arm,
         op_determinism=arm != "nondeterministic",
-        settings=cell_run_config,
+        settings=cell_run_config if arm == "seeded" else control_run_config,
         model_sha256=cell_model_sha256,
         backend=lambda wildcards: wildcards.backend,
+        save_checkpoints=arm == "seeded",
         code=code("train.py", "keras_repro.training.cli"),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),
@@ -222,6 +327,9 @@ def cell_evidence(model, backend):
         + control_files("nondeterministic", "trace.npz", model, backend),
         reference=reference_files(),
         manifest=dataset_manifest(),
+        segments=segment_files("history.json", model, backend),
+        segment_traces=segment_files("trace.npz", model, backend),
+        checkpoints=segment_checkpoints(model, backend),
     )
 
 
@@ -268,6 +376,7 @@ def evidence_params():
         control=config["control"]["enabled"],
         reference=config["reference"],
         reference_drift=config["reference_drift"],
+        verify=VERIFY,
     )
 
 

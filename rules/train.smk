@@ -8,6 +8,7 @@ rule train:
     output:
         record=f"{RUN}/history.json",
         trace=f"{RUN}/trace.npz",
+        checkpoints=checkpoint_outputs(RUN),
     log:
         f"{RUN}/train.log",
     benchmark:
@@ -23,8 +24,33 @@ rule train:
         **training_params("seeded"),
         seed=lambda wildcards: int(wildcards.seed),
         perturb=perturbation,
+        segment=None,
     script:
         "../scripts/train.py"
+
+
+# verify: segments. A segment of a seed's run, replayed in a fresh process from the checkpoint
+# the run saved at its start: a job of its own, so that as many run side by side as there is
+# room for.
+use rule train as replay_segment with:
+    input:
+        dataset=dataset_file(),
+        manifest=dataset_manifest(),
+        model=MODEL_CHECK,
+        run=f"{SEGMENT_RUN}/history.json",
+        checkpoint=segment_start,
+    output:
+        record=f"{SEGMENT}/history.json",
+        trace=f"{SEGMENT}/trace.npz",
+    log:
+        f"{SEGMENT}/train.log",
+    benchmark:
+        f"{SEGMENT}/benchmark.tsv"
+    params:
+        **training_params("seeded"),
+        seed=lambda wildcards: int(wildcards.seed),
+        perturb=None,
+        segment=lambda wildcards: int(wildcards.segment),
 
 
 # The control arm: runs whose seed each process draws at random (they must differ) ...
@@ -40,6 +66,7 @@ use rule train as train_unseeded with:
         **training_params("unseeded"),
         seed=None,
         perturb=None,
+        segment=None,
 
 
 # ... and runs of the first seed with op determinism off (reported: do they differ, what it costs).
@@ -55,6 +82,7 @@ use rule train as train_nondeterministic with:
         **training_params("nondeterministic"),
         seed=lambda wildcards: int(wildcards.seed),
         perturb=None,
+        segment=None,
 
 
 rule initializers:

@@ -1,5 +1,6 @@
-"""Snakemake adapter: one training run of a cell (a model on a backend), in a fresh process with
-PYTHONHASHSEED and the backend's variables set."""
+"""Snakemake adapter: one training run of a cell (a model on a backend), or one segment of a
+seed's run replayed from its checkpoint, in a fresh process with PYTHONHASHSEED and the
+backend's variables set."""
 
 import logging
 
@@ -35,7 +36,7 @@ train_in_fresh_process(
     snakemake.log[0],
     RunSettings(
         seed=params.seed,
-        repeat=int(snakemake.wildcards.repeat),
+        repeat=int(snakemake.wildcards.get("repeat", 1)),
         config=params.settings,
         arm=params.arm,
         op_determinism=params.op_determinism,
@@ -45,7 +46,9 @@ train_in_fresh_process(
         data_spec=recorded_spec(snakemake.input.manifest),
         model_sha256=params.model_sha256,
         backend=params.backend,
+        save_checkpoints=params.save_checkpoints and params.segment is None,
     ),
     runs_per_gpu=params.runs_per_gpu,
     gpu_lock_dir=params.gpu_lock_dir,
+    replay=None if params.segment is None else (snakemake.input.run, params.segment),
 )

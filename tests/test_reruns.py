@@ -57,7 +57,7 @@ def run_setting_reruns() -> tuple[list[tuple[str, str, tuple[str, ...]]], dict[s
         leaves = [f"{key}.{leaf}" for leaf in subschema.get("properties", {})] or [key]
         change = ", ".join(leaves)
         example = yaml.safe_dump(subschema["examples"][0], default_flow_style=True, width=1000)
-        rules = FROM_MODEL if key in CHECKED_BY_CHECK_MODEL else FROM_TRAIN
+        rules = RERUNS_OF_RUN_SETTING.get(key, FROM_TRAIN)
         override = f"{key}={example.removesuffix(chr(10) + '...' + chr(10)).strip()}"
         rows.append((change, override, rules))
         keys[change] = leaves
@@ -65,7 +65,13 @@ def run_setting_reruns() -> tuple[list[tuple[str, str, tuple[str, ...]]], dict[s
 
 
 SCHEMA = load_schema()
-CHECKED_BY_CHECK_MODEL = ("model", "compile")
+# Every run setting retrains every run, but: the model's are checked again first, and the
+# checkpoints' interval is no control run's (the control arm saves none).
+RERUNS_OF_RUN_SETTING = {
+    "model": FROM_MODEL,
+    "compile": FROM_MODEL,
+    "checkpoints": FROM_SEEDED_TRAIN,
+}
 RUN_SETTING_RERUNS, RUN_SETTING_KEYS = run_setting_reruns()
 # (what changes, the --config override a dry run applies, the rules it plans)
 CONFIG_RERUNS = [
@@ -78,6 +84,10 @@ CONFIG_RERUNS = [
     ("models", "models=[recipe, batchnorm_cnn]", FROM_MODEL),
     ("backends", "backends=[tensorflow, jax]", (*FROM_MODEL, "initializers")),
     ("control.enabled", "control={enabled: false}", FROM_COMPARE),
+    # segments replayed from the checkpoints the finished runs saved: no seed trains again
+    ("verify", "verify=segments", ("replay_segment", *JUDGED)),
+    ("segments.replay, .draw_seed", "segments={replay: 1, draw_seed: 3}", NOTHING),
+    ("keep_checkpoints", "keep_checkpoints=false", NOTHING),
     ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
     ("reference", "reference=REFERENCE", FROM_COMPARE),
     ("reference_drift", "reference_drift=fail", FROM_COMPARE),
@@ -112,6 +122,7 @@ CONFIG_KEYS = {
     "backends": ["backends"],
     "subset.train, subset.test": ["subset.train", "subset.test"],
     "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
+    "segments.replay, .draw_seed": ["segments.replay", "segments.draw_seed"],
     "perturb.seed, .repeat, .step, .variable": [
         "perturb.seed",
         "perturb.repeat",
@@ -158,6 +169,7 @@ FILE_RERUNS = [
     ("src/keras_repro/comparison/matrix_json.py", FROM_MATRIX),
     ("src/keras_repro/comparison/pairs.py", FROM_COMPARE),
     ("src/keras_repro/comparison/reference.py", FROM_COMPARE),
+    ("src/keras_repro/comparison/segments.py", FROM_COMPARE),
     ("src/keras_repro/comparison/steps.py", FROM_COMPARE),
     ("src/keras_repro/comparison/summarize.py", FROM_COMPARE),
     ("src/keras_repro/comparison/summary.py", FROM_COMPARE),
@@ -192,6 +204,8 @@ FILE_RERUNS = [
     ("src/keras_repro/pipelines/numpy.py", FROM_TRAIN),
     ("src/keras_repro/pipelines/tfdata.py", FROM_TRAIN),
     ("src/keras_repro/records/__init__.py", FROM_TRAIN),
+    ("src/keras_repro/records/arrays.py", FROM_TRAIN),
+    ("src/keras_repro/records/checkpoint.py", FROM_TRAIN),
     ("src/keras_repro/records/outcomes.py", FROM_TRAIN),
     ("src/keras_repro/records/record.py", FROM_TRAIN),
     ("src/keras_repro/records/trace.py", FROM_TRAIN),
@@ -210,6 +224,7 @@ FILE_RERUNS = [
     ("src/keras_repro/report/templates/report.html.j2", FROM_COMPARE),
     ("src/keras_repro/report/templates/report.md.j2", FROM_COMPARE),
     ("src/keras_repro/training/__init__.py", TRAINING_FACE),
+    ("src/keras_repro/training/checkpointing.py", FROM_TRAIN),
     ("src/keras_repro/training/cli.py", FROM_TRAIN),
     ("src/keras_repro/training/fingerprint.py", FROM_TRAIN),
     ("src/keras_repro/training/gpus.py", FROM_TRAIN),
@@ -219,7 +234,9 @@ FILE_RERUNS = [
     ("src/keras_repro/training/progress.py", FROM_TRAIN),
     ("src/keras_repro/training/progress_callback.py", FROM_TRAIN),
     ("src/keras_repro/training/recording.py", FROM_TRAIN),
+    ("src/keras_repro/training/replay.py", FROM_TRAIN),
     ("src/keras_repro/training/run.py", FROM_TRAIN),
+    ("src/keras_repro/training/setup.py", FROM_TRAIN),
     ("src/keras_repro/workflow/__init__.py", FROM_TRAIN),
     ("src/keras_repro/workflow/command.py", NOTHING),
     ("src/keras_repro/workflow/processes.py", FROM_TRAIN),

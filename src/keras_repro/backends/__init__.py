@@ -11,7 +11,10 @@ Each backend module has:
   op; returns the device used ("cpu" or "gpu");
 - ``enable_determinism()``: the determinism switches, once the seed is set (as the recipe);
 - ``fingerprint() -> dict``: what the framework says about itself, read back from it;
-- ``make_step_recorder(train_steps, test_steps) -> StepRecorder``: the in-step recorder.
+- ``make_step_recorder(train_steps, test_steps, first_step) -> StepRecorder``: the in-step
+  recorder;
+- ``global_random_state() -> dict`` and ``restore_global_random_state(state)``: the random
+  state a run draws from outside Keras' seed generators, which a checkpoint saves.
 
 A backend module imports its framework inside its functions only, so that the rules without
 it (compare, verdict) can still ask which fields can change a result. ``load_backend`` is the

@@ -181,6 +181,16 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def global_random_state() -> dict[str, np.ndarray]:
+    """None here: Keras draws JAX's random numbers from its seed generators' variables, which
+    a checkpoint saves with the model."""
+    return {}
+
+
+def restore_global_random_state(state: dict[str, np.ndarray]) -> None:
+    """Nothing to put back (``global_random_state`` saves nothing)."""
+
+
 class StepRecorder:
     """What every step consumed and computed, handed from inside the train and test steps to
     host buffers by an ordered ``jax.debug.callback`` (the step is stateless and, with
@@ -221,5 +231,7 @@ class StepRecorder:
         return self._done().test
 
 
-def make_step_recorder(train_steps: int, test_steps: int) -> StepRecorder:
+def make_step_recorder(train_steps: int, test_steps: int, first_step: int = 1) -> StepRecorder:
+    """A recorder for ``train_steps`` training steps from ``first_step`` (it counts the steps
+    it sees, so where they start does not matter here)."""
     return StepRecorder(train_steps, test_steps)

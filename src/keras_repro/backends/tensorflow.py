@@ -51,14 +51,22 @@ def child_environment(threads: int, device: str, op_determinism: bool) -> dict[s
 
 
 def configure(threads: int, device: str) -> str:
-    """Fix thread pools and devices before TensorFlow initializes; returns the device used."""
+    """Fix thread pools and devices before TensorFlow initializes; returns the device used.
+    Called again with the same threads in one process (runs trained one after another), it
+    changes nothing."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    threading = tf.config.threading
+    if (
+        threading.get_intra_op_parallelism_threads(),
+        threading.get_inter_op_parallelism_threads(),
+    ) != (threads, threads):
+        threading.set_intra_op_parallelism_threads(threads)
+        threading.set_inter_op_parallelism_threads(threads)
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu" or (device == "auto" and not gpus):
-        tf.config.set_visible_devices([], "GPU")
+        if tf.config.get_visible_devices("GPU"):
+            tf.config.set_visible_devices([], "GPU")
         if device == "auto":
             log.info("device: auto and TensorFlow sees no GPU: running on the CPU")
         return "cpu"
@@ -102,6 +110,16 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def global_random_state() -> dict[str, np.ndarray]:
+    """None here: Keras draws TensorFlow's random numbers statelessly from its seed
+    generators' variables, which a checkpoint saves with the model."""
+    return {}
+
+
+def restore_global_random_state(state: dict[str, np.ndarray]) -> None:
+    """Nothing to put back (``global_random_state`` saves nothing)."""
+
+
 class StepRecorder:
     """What every step consumed and computed, written inside the compiled train and test steps
     into buffers that are read once at the end: no Python and no host round trip per batch.
@@ -111,9 +129,12 @@ class StepRecorder:
     reach the model: the data fed, order and content.
     """
 
-    def __init__(self, train_steps: int, test_steps: int) -> None:
+    def __init__(self, train_steps: int, test_steps: int, first_step: int = 1) -> None:
         import tensorflow as tf
 
+        # The optimizer's iterations count every step from the first of the run: a segment's
+        # recorder starts at its own first step.
+        self._offset = first_step - 1
         # On the CPU: the buffers are read there, and uint8 needs no GPU kernel.
         with tf.device("/CPU:0"):
             self._loss = tf.Variable(tf.zeros([train_steps], tf.float32), trainable=False)
@@ -127,6 +148,8 @@ class StepRecorder:
         batch = tf.stack([_fingerprint(x), _fingerprint(y)])
         if training:
             index = tf.cast(iterations, tf.int64)
+            if self._offset:
+                index -= self._offset
             self._loss[index].assign(tf.cast(loss, tf.float32))
             self._train[index].assign(batch)
         else:
@@ -150,5 +173,6 @@ def _fingerprint(tensor: Any) -> Any:
     return tf.fingerprint(tf.reshape(tensor, [1, -1]))[0]
 
 
-def make_step_recorder(train_steps: int, test_steps: int) -> StepRecorder:
-    return StepRecorder(train_steps, test_steps)
+def make_step_recorder(train_steps: int, test_steps: int, first_step: int = 1) -> StepRecorder:
+    """A recorder for ``train_steps`` training steps from ``first_step``."""
+    return StepRecorder(train_steps, test_steps, first_step)

@@ -75,7 +75,8 @@ def configure(threads: int, device: str) -> str:
 
     torch.set_num_threads(threads)
     try:
-        torch.set_num_interop_threads(threads)
+        if torch.get_num_interop_threads() != threads:  # set once: runs one after another
+            torch.set_num_interop_threads(threads)
     except RuntimeError as error:  # raised once inter-op work has started
         raise ReproError(f"torch's inter-op threads cannot be set any more: {error}") from None
     used = keras.ops.convert_to_tensor(0.0).device.type
@@ -149,6 +150,29 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def global_random_state() -> dict[str, np.ndarray]:
+    """The random state outside Keras' seed generators that a run draws from here: torch's
+    global generators (an unseeded ``Dropout`` draws from them). Saved with a checkpoint."""
+    import torch
+
+    state = {"torch_cpu": torch.get_rng_state().numpy().copy()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for index, cuda in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"torch_cuda{index}"] = cuda.numpy().copy()
+    return state
+
+
+def restore_global_random_state(state: dict[str, np.ndarray]) -> None:
+    """Put back ``global_random_state()``'s arrays. Called once ``fit`` has begun (a
+    callback's ``on_train_begin``): restored before, the run does not go on bit for bit."""
+    import torch
+
+    torch.set_rng_state(torch.from_numpy(np.ascontiguousarray(state["torch_cpu"])))
+    for name, array in state.items():
+        if name.startswith("torch_cuda"):
+            torch.cuda.set_rng_state(torch.from_numpy(array), int(name.removeprefix("torch_cuda")))
+
+
 class StepRecorder:
     """What every step consumed and computed, from inside the (eager) train and test steps.
 
@@ -198,5 +222,7 @@ def _to_numpy(structure: Any) -> Any:
     return structure
 
 
-def make_step_recorder(train_steps: int, test_steps: int) -> StepRecorder:
+def make_step_recorder(train_steps: int, test_steps: int, first_step: int = 1) -> StepRecorder:
+    """A recorder for ``train_steps`` training steps from ``first_step`` (it counts the steps
+    it sees, so where they start does not matter here)."""
     return StepRecorder(train_steps, test_steps)

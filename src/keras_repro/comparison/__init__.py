@@ -25,7 +25,13 @@ from keras_repro.comparison.steps import (
 from keras_repro.comparison.summary import Comparison, DigestCell
 from keras_repro.comparison.summary_json import read_summary, summary_to_json, write_summary
 from keras_repro.comparison.verdict import VerdictError, judge, judge_matrix
-from keras_repro.comparison.wording import describe_divergence, headline, problems
+from keras_repro.comparison.wording import (
+    covered,
+    describe_divergence,
+    headline,
+    problems,
+    verified_by,
+)
 
 __all__ = [
     "Cell",
@@ -43,6 +49,7 @@ __all__ = [
     "checkpoint_differences",
     "compare_evidence",
     "compare_traces",
+    "covered",
     "describe_divergence",
     "export_reference",
     "folded_fingerprint",
@@ -56,6 +63,7 @@ __all__ = [
     "read_summary",
     "step_ulps",
     "summary_to_json",
+    "verified_by",
     "workflow_cells",
     "write_summary",
 ]

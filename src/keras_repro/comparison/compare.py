@@ -36,11 +36,14 @@ def describe_mode(tolerance: Tolerance | None) -> str:
 
 @dataclass
 class Divergence:
-    kind: str  # data, metric, length, missing_metric, weights, evaluation, seed_ineffective, initializer
+    # data, metric, length, missing_metric, weights, evaluation, state (a replayed segment's
+    # end), seed_ineffective, initializer
+    kind: str
     message: str
     seed: int | None = None
     repeat: int | None = None
     reference_repeat: int | None = None
+    segment: int | None = None  # a replayed segment's (verify: segments)
     epoch: int | None = None  # 1-based
     metric: str | None = None
     reference_value: str | None = None  # float.hex, or a digest
@@ -109,34 +112,37 @@ def _phase(metric: str) -> int:
     return VALIDATION if metric.startswith("val_") else TRAINING
 
 
-def _first_data_epoch(reference: RunRecord, other: RunRecord) -> float:
+def _first_data_epoch(reference: RunRecord, other: RunRecord, first_epoch: int) -> float:
     """The first epoch whose training or validation batches differed (math.inf: none)."""
     first = math.inf
     for split in ("train", "validation"):
         pairs = itertools.zip_longest(
             reference.data_digests.get(split, []), other.data_digests.get(split, [])
         )
-        for epoch, (a, b) in enumerate(pairs, start=1):
+        for epoch, (a, b) in enumerate(pairs, start=first_epoch):
             if a != b:
                 first = min(first, epoch)
                 break
     return first
 
 
-def _data_divergences(reference: RunRecord, other: RunRecord, where: dict[str, Any]) -> Timeline:
+def _data_divergences(
+    reference: RunRecord, other: RunRecord, where: dict[str, Any], first_epoch: int
+) -> Timeline:
     for split in ("train", "validation", "evaluate"):
         pairs = itertools.zip_longest(
             reference.data_digests.get(split, []), other.data_digests.get(split, [])
         )
-        for index, (a, b) in enumerate(pairs):
+        start = first_epoch if split != "evaluate" else 1
+        for index, (a, b) in enumerate(pairs, start=start):
             if a == b:
                 continue
-            epoch = index + 1 if split != "evaluate" else None
+            epoch = index if split != "evaluate" else None
             yield (
                 (epoch or math.inf, DATA, split),
                 Divergence(
                     kind="data",
-                    message=f"{split} batches of pass {index + 1} differ (digest {a} vs {b})",
+                    message=f"{split} batches of pass {index} differ (digest {a} vs {b})",
                     epoch=epoch,
                     metric=f"data.{split}",
                     reference_value=a,
@@ -152,6 +158,7 @@ def _history_divergences(
     tolerance: Tolerance | None,
     where: dict[str, Any],
     data_epoch: float,
+    first_epoch: int,
 ) -> Timeline:
     for name in sorted(set(reference.history) | set(other.history)):
         if name not in reference.history or name not in other.history:
@@ -167,7 +174,7 @@ def _history_divergences(
             )
             continue
         ref_values, values = reference.history[name], other.history[name]
-        for epoch, (a, b) in enumerate(zip(ref_values, values, strict=False), start=1):
+        for epoch, (a, b) in enumerate(zip(ref_values, values, strict=False), start=first_epoch):
             if values_match(a, b, tolerance):
                 continue
             text, ulps, dtype = describe_values(a, b)
@@ -187,7 +194,7 @@ def _history_divergences(
                 ),
             )
         if len(ref_values) != len(values):
-            epoch = min(len(ref_values), len(values)) + 1
+            epoch = min(len(ref_values), len(values)) + first_epoch
             yield (
                 (epoch, _phase(name), name),
                 Divergence(
@@ -201,10 +208,14 @@ def _history_divergences(
 
 
 def _weight_divergences(
-    reference: RunRecord, other: RunRecord, where: dict[str, Any], data_epoch: float
+    reference: RunRecord,
+    other: RunRecord,
+    where: dict[str, Any],
+    data_epoch: float,
+    first_epoch: int,
 ) -> Timeline:
     pairs = itertools.zip_longest(reference.weight_digests, other.weight_digests)
-    for epoch, (a, b) in enumerate(pairs, start=1):
+    for epoch, (a, b) in enumerate(pairs, start=first_epoch):
         if a != b:
             yield (
                 (epoch, WEIGHTS, "weights"),
@@ -267,18 +278,27 @@ def _evaluation_divergences(
 
 
 def compare_runs(
-    reference: RunRecord, other: RunRecord, tolerance: Tolerance | None = None
+    reference: RunRecord,
+    other: RunRecord,
+    tolerance: Tolerance | None = None,
+    first_epoch: int = 1,
 ) -> list[Divergence]:
-    """Every difference between two runs of one seed, in the order training produced them.
+    """Every difference between two runs of one seed, in the order training produced them;
+    their first epoch is ``first_epoch`` (a replayed segment's may be later).
 
     Weight digests can only be judged bit for bit, so a tolerance leaves them out.
     """
     where = {"seed": other.seed, "repeat": other.repeat, "reference_repeat": reference.repeat}
-    data_epoch = _first_data_epoch(reference, other)
+    data_epoch = _first_data_epoch(reference, other, first_epoch)
+    weights = (
+        _weight_divergences(reference, other, where, data_epoch, first_epoch)
+        if tolerance is None
+        else ()
+    )
     timeline = [
-        *_data_divergences(reference, other, where),
-        *_history_divergences(reference, other, tolerance, where, data_epoch),
-        *(_weight_divergences(reference, other, where, data_epoch) if tolerance is None else ()),
+        *_data_divergences(reference, other, where, first_epoch),
+        *_history_divergences(reference, other, tolerance, where, data_epoch, first_epoch),
+        *weights,
         *_evaluation_divergences(reference, other, tolerance, where, data_epoch),
     ]
     return [divergence for _, divergence in sorted(timeline, key=lambda item: item[0])]

@@ -9,7 +9,7 @@ writes a verdict, so that a verdict never rests on a derived file (summary.json)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,17 @@ from keras_repro.comparison.reference import (
     load_reference,
     refused_reference,
 )
+from keras_repro.comparison.segments import read_replays
 from keras_repro.comparison.summarize import summarize
 from keras_repro.comparison.summary import Comparison
-from keras_repro.records import Run, read_runs, split_outcomes
+from keras_repro.records import (
+    CheckpointError,
+    RefusedRecord,
+    Run,
+    read_runs,
+    split_outcomes,
+    verify_checkpoint_file,
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,21 @@ class Evidence:
     manifest: Path | None = None  # the dataset's, for what was trained
     # The matrix cell (model name, backend) the runs are: a reference's other cells are left out.
     cell: tuple[str, str] | None = None
+    segments: list[Path] = field(default_factory=list)  # the replayed segments' records
+    checkpoints: list[Path] = field(default_factory=list)  # the runs' checkpoint files
+    # How the seeds are proven: {"requested", "used", "why", "draw_seed"} (verify: segments).
+    verify: dict[str, Any] | None = None
 
 
-FILES = ("records", "initializers", "unseeded", "nondeterministic", "manifest")
+FILES = (
+    "records",
+    "initializers",
+    "unseeded",
+    "nondeterministic",
+    "manifest",
+    "segments",
+    "checkpoints",
+)
 
 
 def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) -> Evidence:
@@ -58,6 +78,9 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
         reference_drift=params.reference_drift,
         manifest=files["manifest"],
         cell=cell,
+        segments=list(files.get("segments", [])),
+        checkpoints=list(files.get("checkpoints", [])),
+        verify=params.verify,
     )
 
 
@@ -75,6 +98,10 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
             control_runs[arm], refused_there = read_runs(records)
             outcomes += found
             refused += refused_here + refused_there
+    replays, refused_here = read_replays(evidence.segments)
+    refused += refused_here + _edited_checkpoints(runs, evidence.checkpoints)
+    replays, refused_here = _replays_of(runs, replays)
+    refused += refused_here
     draws = [json.loads(Path(path).read_text()) for path in evidence.initializers]
     compared = None
     if evidence.reference is not None:
@@ -96,5 +123,54 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
         compared,
         manifest=manifest,
         outcomes=outcomes,
+        replays=replays,
+        verify=evidence.verify,
     )
     return comparison, runs
+
+
+def _edited_checkpoints(runs: list[Run], paths: list[Path]) -> list[RefusedRecord]:
+    """The checkpoint files that are not what their run recorded (a run's ``checkpoints/``
+    beside its record); a removed one (keep_checkpoints: false) is not evidence any more."""
+    recorded = {
+        (run.path.parent / c["file"]).resolve(): c["sha256"]
+        for run in runs
+        for c in run.record.checkpoints or []
+    }
+    refused = []
+    for path in paths:
+        expected = recorded.get(Path(path).resolve())
+        if not Path(path).exists():
+            continue
+        if expected is None:
+            refused.append(RefusedRecord(str(path), f"{path}: no run recorded this checkpoint"))
+            continue
+        try:
+            verify_checkpoint_file(Path(path), expected)
+        except CheckpointError as error:
+            refused.append(RefusedRecord(str(path), str(error)))
+    return refused
+
+
+def _replays_of(runs: list[Run], replays: list[Run]) -> tuple[list[Run], list[RefusedRecord]]:
+    """The replays that started from the checkpoint their run recorded."""
+    starts = {
+        (run.record.seed, c["index"] + 1): c["sha256"]
+        for run in runs
+        for c in run.record.checkpoints or []
+    }
+    kept, refused = [], []
+    for replay in replays:
+        segment = replay.record.segment
+        if starts.get((replay.record.seed, segment["index"])) != segment["from_sha256"]:
+            refused.append(
+                RefusedRecord(
+                    str(replay.path),
+                    f"{replay.path}: replays segment {segment['index']} from a checkpoint its "
+                    "run did not record (the run was trained again after): delete it to replay "
+                    "again",
+                )
+            )
+        else:
+            kept.append(replay)
+    return kept, refused

@@ -15,7 +15,12 @@ from typing import Any
 from keras_repro.comparison.coverage import planted
 from keras_repro.comparison.evidence import Evidence, compare_evidence, job_evidence
 from keras_repro.comparison.summary import Comparison, PairResult, SeedResult
-from keras_repro.comparison.wording import describe_divergence, plural, refused_records
+from keras_repro.comparison.wording import (
+    describe_divergence,
+    plural,
+    refused_records,
+    verified_by,
+)
 
 # A comparison's verdict, as the matrix says a cell's status.
 STATUS = {
@@ -72,6 +77,14 @@ class Parting:
     layers: list[str]  # the layers whose weights differ first (from the step trace)
     cause: str | None  # environment, data, compute or record (diagnosis.explain)
     divergence: str  # the first divergence, as the verdict says it
+    segment: int | None = None  # the segment replayed that parted from the run (verify: segments)
+
+    @property
+    def which(self) -> str:
+        """What parted from what: a repeat from the seed's first, or a segment from the run."""
+        if self.segment is not None:
+            return f"segment {self.segment} vs the run"
+        return f"repeat {self.repeat} vs {self.reference_repeat}"
 
 
 @dataclass
@@ -112,6 +125,7 @@ class MatrixCell:
     notes: list[str]  # what fails the cell beyond its seeds' first divergences
     report: Path  # the cell's report.html
     planted: str | None = None  # the nudges planted on purpose, described
+    verified: str | None = None  # with verify: segments, what the segments replayed covered
 
     @property
     def name(self) -> str:
@@ -186,6 +200,7 @@ def parting(result: SeedResult) -> Parting | None:
         layers,
         pair.cause,
         describe_divergence(pair.first_divergence),
+        pair.segment,
     )
 
 
@@ -262,7 +277,12 @@ def matrix_cell(cell: Cell, comparison: Comparison) -> MatrixCell:
         _notes(comparison),
         Path(cell.report),
         planted(comparison.coverage),
+        verified_by(comparison) if _segments_asked(comparison) else None,
     )
+
+
+def _segments_asked(comparison: Comparison) -> bool:
+    return comparison.verification is not None and comparison.verification.requested == "segments"
 
 
 def matrix_headline(cells: list[MatrixCell]) -> str:

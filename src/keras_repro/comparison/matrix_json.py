@@ -34,6 +34,7 @@ def matrix_to_json(matrix: Matrix, folder: Path) -> dict[str, Any]:
                 "seeds": [dataclasses.asdict(seed) for seed in cell.seeds],
                 "notes": cell.notes,
                 "planted": cell.planted,
+                "verified": cell.verified,
                 "report": os.path.relpath(cell.report, folder),
             }
             for cell in matrix.cells

@@ -57,10 +57,11 @@ class TraceComparison:
 
 
 def step_ulps(reference: Trace, other: Trace) -> np.ndarray:
-    """Per step, the distance of ``other``'s loss from ``reference``'s in float32 ULPs."""
-    steps = min(len(reference.step_loss), len(other.step_loss))
-    a = reference.step_loss[:steps].astype(np.float32).view(np.int32).astype(np.int64)
-    b = other.step_loss[:steps].astype(np.float32).view(np.int32).astype(np.int64)
+    """Per step both traces have (from the later first step), the distance of ``other``'s loss
+    from ``reference``'s in float32 ULPs."""
+    _, a, b = _aligned(reference, other)
+    a = a.astype(np.float32).view(np.int32).astype(np.int64)
+    b = b.astype(np.float32).view(np.int32).astype(np.int64)
     # Map the sign-magnitude bits onto a line on which neighbouring floats are 1 apart.
     a = np.where(a < 0, -(a & 0x7FFF_FFFF), a)
     b = np.where(b < 0, -(b & 0x7FFF_FFFF), b)
@@ -81,16 +82,26 @@ def checkpoint_differences(reference: Trace, other: Trace) -> tuple[np.ndarray, 
     return steps, np.array(counts, dtype=np.int64)
 
 
+def _aligned(reference: Trace, other: Trace) -> tuple[int, np.ndarray, np.ndarray]:
+    """The first step both traces have, and both traces' losses from there on, as long as
+    both go."""
+    first = max(reference.first_step, other.first_step)
+    last = min(reference.last_step, other.last_step)
+    a = reference.step_loss[first - reference.first_step : last - reference.first_step + 1]
+    b = other.step_loss[first - other.first_step : last - other.first_step + 1]
+    return first, a, b
+
+
 def compare_traces(reference: Trace, other: Trace) -> TraceComparison:
-    steps = min(len(reference.step_loss), len(other.step_loss))
-    a, b = reference.step_loss[:steps], other.step_loss[:steps]
+    first_step, a, b = _aligned(reference, other)
+    steps = len(a)
     differing = np.flatnonzero(a.view(np.uint32) != b.view(np.uint32))
     first_loss = None
     if differing.size:
         index = int(differing[0])
-        epoch, batch = reference.epoch_and_batch(index + 1)
+        epoch, batch = reference.epoch_and_batch(index + first_step)
         first_loss = StepDivergence(
-            step=index + 1,
+            step=index + first_step,
             epoch=epoch,
             batch=batch,
             reference_hex=float(a[index]).hex(),

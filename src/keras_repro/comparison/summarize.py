@@ -21,6 +21,7 @@ from keras_repro.comparison.coverage import describe_coverage
 from keras_repro.comparison.diagnosis import fingerprint_backends, flatten
 from keras_repro.comparison.initializer_checks import check_initializers
 from keras_repro.comparison.pairs import compare_pair
+from keras_repro.comparison.segments import compare_segment
 from keras_repro.comparison.summary import (
     Comparison,
     ControlGroup,
@@ -33,7 +34,9 @@ from keras_repro.comparison.summary import (
     ReferenceResult,
     RunTime,
     SeedResult,
+    SegmentCoverage,
     ValueCell,
+    Verification,
 )
 from keras_repro.records import RefusedRecord, Run, RunOutcome, RunRecord
 
@@ -83,11 +86,14 @@ def _digest_rows(runs: list[RunRecord]) -> list[DigestRow]:
 
 
 def _seed_result(
-    runs: list[Run], tolerance: Tolerance | None
+    runs: list[Run], tolerance: Tolerance | None, replays: list[Run]
 ) -> tuple[SeedResult, list[Divergence]]:
+    """Every repeat against the seed's first run, or every segment replayed of it."""
     reference, pairs, found = runs[0], [], []
-    for other in runs[1:]:
-        pair, divergences = compare_pair(reference, other, tolerance)
+    compared = [(compare_pair, other) for other in runs[1:]]
+    compared += [(compare_segment, replay) for replay in replays]
+    for compare, other in compared:
+        pair, divergences = compare(reference, other, tolerance)
         pairs.append(pair)
         found += divergences
     firsts = [p.first_divergence for p in pairs if p.first_divergence]
@@ -187,13 +193,17 @@ def summarize(
     reference: ReferenceResult | None = None,
     manifest: dict[str, Any] | None = None,
     outcomes: list[RunOutcome] | None = None,
+    replays: list[Run] | None = None,
+    verify: dict[str, Any] | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
     None when it is off) and the saved reference. Any refused record makes the verdict
     "refused". ``runs`` come in the order configured; ``manifest`` is the dataset's, for what
     was trained. ``outcomes``: runs that did not train, which make the verdict "failed" (an op
-    without a deterministic kernel) or "not-possible" (every one a known limit)."""
+    without a deterministic kernel) or "not-possible" (every one a known limit). ``replays``:
+    the segments replayed of each seed's run (``verify``: what was asked, what was used and
+    why, the seed that drew the segments)."""
     refused = list(refused or [])
     outcomes = list(outcomes or [])
     coverage = describe_coverage(runs, manifest)
@@ -203,8 +213,11 @@ def summarize(
     for run in runs:
         by_seed[run.record.seed].append(run)
     seeds, divergences = {}, []
+    replayed: dict[int, list[Run]] = defaultdict(list)
+    for replay in sorted(replays or [], key=lambda r: r.record.segment["index"]):
+        replayed[replay.record.seed].append(replay)
     for seed, seed_runs in by_seed.items():
-        seeds[seed], found = _seed_result(seed_runs, tolerance)
+        seeds[seed], found = _seed_result(seed_runs, tolerance, replayed[seed])
         divergences += found
     seed_divergences = compare_seeds({seed: group[0].record for seed, group in by_seed.items()})
     checks, initializer_divergences = check_initializers(initializer_draws)
@@ -252,4 +265,37 @@ def summarize(
         failures=failures,
         coverage=coverage,
         outcomes=outcomes,
+        verification=verification(verify, by_seed, replayed),
+    )
+
+
+def verification(
+    verify: dict[str, Any] | None, by_seed: dict[int, list[Run]], replayed: dict[int, list[Run]]
+) -> Verification:
+    """How the seeds were proven (``verify``: as the workflow passes it), what the segments
+    replayed covered, and the disk the seeded runs' checkpoints take."""
+    verify = verify or {}
+    method = verify.get("used", "repeats")
+    segments = [
+        SegmentCoverage(
+            seed,
+            max(len(runs[0].record.checkpoints or []) - 1, 0),
+            [r.record.segment["index"] for r in replayed[seed]],
+        )
+        for seed, runs in by_seed.items()
+        if method == "segments"
+    ]
+    sampled = any(s.unseen is not None for s in segments)
+    return Verification(
+        method=method,
+        requested=verify.get("requested", method),
+        why=verify.get("why"),
+        segments=segments,
+        draw_seed=verify.get("draw_seed") if sampled else None,
+        checkpoint_bytes=sum(
+            int(c.get("bytes", 0))
+            for runs in by_seed.values()
+            for run in runs
+            for c in run.record.checkpoints or []
+        ),
     )

@@ -61,6 +61,17 @@ class PairResult:
     first_divergence: Divergence | None
     cause: str | None = None  # environment, data, compute or record: see diagnosis.explain
     trace: TraceComparison | None = None
+    segment: int | None = None  # a replayed segment against the run (verify: segments)
+    steps: list[int] | None = None  # the segment's first and last step
+
+    @property
+    def label(self) -> str:
+        """What was compared with the seed's run: a repeat, or a segment and its steps."""
+        if self.segment is None:
+            return f"repeat {self.repeat}"
+        return f"segment {self.segment}" + (
+            f" (steps {self.steps[0]}–{self.steps[1]})" if self.steps else ""
+        )
 
 
 @dataclass
@@ -158,6 +169,47 @@ class ReferenceResult:
         ]
 
 
+# A fault present in this share of a run's segments is what a sample of them is said against.
+FAULT_SHARE = 0.2
+
+
+@dataclass
+class SegmentCoverage:
+    """What ``verify: segments`` replayed of one seed's run."""
+
+    seed: int
+    total: int  # the run's segments (its checkpoints, less the first)
+    replayed: list[int]  # the segments replayed (1-based)
+
+    @property
+    def unseen(self) -> float | None:
+        """The chance that a fault in a fifth of the segments (each independently) is in none
+        of those replayed; None when every segment was."""
+        if len(self.replayed) >= self.total:
+            return None
+        return (1 - FAULT_SHARE) ** len(self.replayed)
+
+
+@dataclass
+class Verification:
+    """How the cell's seeds were proven, and what that covered."""
+
+    method: str  # repeats or segments
+    requested: str  # what the config asked for
+    why: str | None = None  # why segments were not possible here, said up front
+    segments: list[SegmentCoverage] = field(default_factory=list)
+    draw_seed: int | None = None  # what drew the segments replayed, when not all were
+    checkpoint_bytes: int = 0  # the disk the seeded runs' checkpoints take
+
+    @property
+    def replayed(self) -> int:
+        return sum(len(s.replayed) for s in self.segments)
+
+    @property
+    def total(self) -> int:
+        return sum(s.total for s in self.segments)
+
+
 @dataclass
 class InitializerResult:
     processes: int
@@ -187,6 +239,7 @@ class Comparison:
     failures: list[str] = field(default_factory=list)  # what fails the verdict beyond the pairs
     coverage: Coverage | None = None  # what was trained (summaries written before: None)
     outcomes: list[RunOutcome] = field(default_factory=list)  # runs that did not train
+    verification: Verification | None = None  # None: summaries written before it was said
 
     @property
     def identical(self) -> bool:

@@ -22,6 +22,7 @@ from keras_repro.comparison.summary import Comparison
 from keras_repro.comparison.summary_json import summary_to_json
 from keras_repro.comparison.wording import (
     RETRAIN_REFUSED,
+    covered,
     headline,
     identical_line,
     not_reproducible,
@@ -144,7 +145,13 @@ def judge(
     report = report or Path(summary_path).parent / "report.html"
     # summary.json sorts its keys: the order configured is the coverage's
     seeds = comparison.coverage.seeds if comparison.coverage else list(comparison.seeds)
-    line = identical_line([comparison.mode_label], comparison.runs, seeds, str(report))
+    line = identical_line(
+        [comparison.mode_label],
+        comparison.runs,
+        seeds,
+        str(report),
+        proven=[covered(comparison.verification)],
+    )
     with atomic_write(verdict_path) as handle:
         handle.write(line + "\n")
 
@@ -197,6 +204,7 @@ def judge_matrix(cells: list[Cell], verdict_path: Path, *, matrix_html: Path | N
         [seed for _, c in judged for seed in (c.coverage.seeds if c.coverage else c.seeds)],
         str(page),
         cells=f" in {plural(len(judged), 'cell')} ({', '.join(cell.name for cell, _ in judged)})",
+        proven=[covered(c.verification) for _, c in judged],
     ) + (f"; {stated}" if stated else "")
     with atomic_write(verdict_path) as handle:
         handle.write(line + "\n")

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from keras_repro.comparison.compare import Divergence
-from keras_repro.comparison.summary import Comparison
+from keras_repro.comparison.summary import Comparison, Verification
+from keras_repro.files import human_size
 
 RETRAIN_REFUSED = "Delete each refused record and run the workflow again to retrain it."
 
@@ -20,7 +21,9 @@ def plural(count: int, noun: str) -> str:
 def describe_divergence(divergence: Divergence) -> str:
     """Where a divergence is (seed, repeat, epoch), what it is, and what explains it."""
     parts = [f"seed {divergence.seed}"] if divergence.seed is not None else []
-    if divergence.repeat is not None:
+    if divergence.segment is not None:
+        parts.append(f"segment {divergence.segment}")
+    elif divergence.repeat is not None:
         parts.append(f"repeat {divergence.repeat} vs {divergence.reference_repeat}")
     if divergence.epoch is not None:
         parts.append(f"epoch {divergence.epoch}")
@@ -58,7 +61,10 @@ def headline(comparison: Comparison) -> str:
     if comparison.verdict == "not-possible":
         return f"NOT POSSIBLE HERE: {outcome_reasons(comparison)}"
     if comparison.identical:
-        return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree"
+        proven = covered(comparison.verification)
+        return f"IDENTICAL ({comparison.mode_label}): all {comparison.runs} runs agree" + (
+            f", {proven}" if proven else ""
+        )
     return f"MISMATCH ({comparison.mode_label}): {found(comparison)}"
 
 
@@ -117,12 +123,63 @@ def planted_missed(nudges: str) -> str:
     )
 
 
+def covered(verification: Verification | None) -> str | None:
+    """What the verification covered, when segments were asked for: the segments replayed,
+    what those not replayed leave unseen, or why segments were not possible here."""
+    if verification is None or verification.requested != "segments":
+        return None
+    if verification.method != "segments":
+        return (
+            f"verify: segments was not possible here ({verification.why}), so repeats verified it"
+        )
+    sampled = [s for s in verification.segments if s.unseen is not None]
+    if not sampled:
+        runs = plural(len(verification.segments), "run")
+        return f"proven by replaying the {plural(verification.total, 'segment')} of {runs}"
+    worst = max(sampled, key=lambda s: s.unseen or 0)
+    drawn = (
+        f" (drawn with seed {verification.draw_seed})" if verification.draw_seed is not None else ""
+    )
+    return (
+        f"{verification.replayed} of {verification.total} segments replayed{drawn}: a fault "
+        f"present in a fifth of the segments would go unseen with probability "
+        f"{worst.unseen:.2f}"
+    )
+
+
+def verified_by(comparison: Comparison) -> str:
+    """How the cell's seeds were proven, for the report's table of what was trained."""
+    verification = comparison.verification
+    repeats = ", ".join(map(str, comparison.coverage.repeats)) if comparison.coverage else "?"
+    if verification is None or verification.method == "repeats":
+        said = f"repeats: {repeats} runs of each seed, each in its own process"
+        if verification is not None and verification.requested == "segments":
+            said += f" (segments were asked for, but are not possible here: {verification.why})"
+    else:
+        said = (
+            "segments: each seed trained once with checkpoints, every segment between two "
+            "checkpoints replayed in a fresh process of its own and held against the run; "
+            + (covered(verification) or "")
+        )
+    if verification is not None and verification.checkpoint_bytes:
+        said += f"; the checkpoints take {human_size(verification.checkpoint_bytes)}"
+    return said
+
+
 def identical_line(
-    modes: Iterable[str], runs: int, seeds: Iterable[int], report: str, cells: str = ""
+    modes: Iterable[str],
+    runs: int,
+    seeds: Iterable[int],
+    report: str,
+    cells: str = "",
+    proven: Iterable[str | None] = (),
 ) -> str:
     """The verdict's line when every judged run agreed; ``cells``: how many cells and which
-    (a matrix of more than one)."""
+    (a matrix of more than one); ``proven``: what segments replayed covered (``covered``)."""
+    said = "; ".join(dict.fromkeys(p for p in proven if p))
     return (
-        f"identical ({', '.join(dict.fromkeys(modes))}): {runs} runs{cells}, "
-        f"seeds {', '.join(map(str, dict.fromkeys(seeds)))} — report: {report}"
+        f"identical ({', '.join(dict.fromkeys(modes))}): {plural(runs, 'run')}{cells}, "
+        f"seeds {', '.join(map(str, dict.fromkeys(seeds)))}"
+        + (f", {said}" if said else "")
+        + f" — report: {report}"
     )

@@ -131,7 +131,7 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
                 f"perturb: seed {perturb['seed']} repeat {perturb['repeat']} is not one of the "
                 f"runs (seeds {config['seeds']}, repeats 1 to {config['repeats']})"
             )
-    problems += _size_problems(config)
+    problems += _size_problems(config) + _verify_problems(config)
     comparison = config["comparison"]
     if comparison["mode"] == "tolerance" and comparison["rtol"] == 0 and comparison["atol"] == 0:
         problems.append(
@@ -141,6 +141,29 @@ def _semantic_problems(config: dict[str, Any]) -> list[str]:
         problems.append(
             "comparison: rtol/atol are set but mode is 'exact'; set mode: tolerance to use them"
         )
+    return problems
+
+
+def _verify_problems(config: dict[str, Any]) -> list[str]:
+    """Checkpoints set twice, segments without checkpoints, a nudge of a repeat that segments
+    do not train."""
+    checkpoints, problems = config["checkpoints"], []
+    if checkpoints["every_epochs"] is not None and checkpoints["every_steps"] is not None:
+        problems.append(
+            "checkpoints: set every_epochs or every_steps, not both (every_epochs: null to "
+            "checkpoint every N steps)"
+        )
+    if config["verify"] == "segments":
+        if checkpoints["every_epochs"] is None and checkpoints["every_steps"] is None:
+            problems.append(
+                "verify: segments replays the training between checkpoints, and checkpoints "
+                "are off: set checkpoints.every_epochs (or every_steps)"
+            )
+        if config["perturb"]["step"] is not None and config["perturb"]["repeat"] != 1:
+            problems.append(
+                "perturb: with verify: segments each seed trains once (repeat 1): set "
+                "perturb.repeat: 1"
+            )
     return problems
 
 

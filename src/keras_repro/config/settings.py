@@ -75,6 +75,8 @@ class RunSettings:
     # The sha256 of the model's file (models.model_sha256): refuse a file edited since.
     model_sha256: str | None = None
     backend: str = DEFAULT_BACKEND  # the Keras backend it trains on (KERAS_BACKEND)
+    # Whether it saves the checkpoints its config plans (the control arm's runs do not).
+    save_checkpoints: bool = True
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:

@@ -10,7 +10,11 @@ names:
   the model does its preprocessing in its first layers);
 - ``fit_callbacks(train, test)``: the Keras callbacks ``fit`` must be given for it;
 - ``batch_fingerprints(train, test)``: the fingerprints of the batches it served, by pass
-  ([batches, 2, 8] uint8, training then test), or None to use the step recorder's.
+  ([batches, 2, 8] uint8, training then test), or None to use the step recorder's;
+- ``position(train)`` and ``fast_forward(train, epoch, position)``: what a checkpoint at an epoch's
+  start saves of the training pipeline, and how a resumed run gets there;
+  ``segment_batches(train, first_step, last_step)``, the batches a segment that starts or
+  ends inside an epoch is fed (``RESUMES_MID_EPOCH`` here says where that is possible).
 
 ``tfdata`` is the recipe's (it needs TensorFlow, on any Keras backend); ``numpy`` needs none
 (the same batches on every backend). ``load_pipeline`` is the one place that picks one; their
@@ -22,6 +26,9 @@ from __future__ import annotations
 from types import ModuleType
 
 PIPELINES = ("tfdata", "numpy")
+# Whether a run resumes exactly from a checkpoint inside an epoch: NumPy's order of any epoch
+# follows from the seed; tf.data's shuffle buffer is not saved, so it resumes at epochs' ends.
+RESUMES_MID_EPOCH = {"tfdata": False, "numpy": True}
 
 
 def load_pipeline(name: str) -> ModuleType:

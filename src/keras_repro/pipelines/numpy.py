@@ -71,13 +71,32 @@ class Batches(keras.utils.PyDataset):
         return x, y
 
     def fingerprints(self) -> np.ndarray:
-        """The fingerprints of every batch served, pass after pass: [batches, 2, 8] uint8."""
+        """The fingerprints of every batch served, in step order (pass after pass): [batches,
+        2, 8] uint8."""
         if not self.served:
             return np.zeros([0, 2, 8], np.uint8)
-        passes = max(epoch for epoch, _ in self.served) + 1
-        return np.stack(
-            [self.served[(epoch, index)] for epoch in range(passes) for index in range(len(self))]
-        )
+        return np.stack([self.served[key] for key in sorted(self.served)])
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The batch fed at training step ``step`` (1-based over the whole run)."""
+        epoch, index = divmod(step - 1, len(self))
+        self.epoch = epoch
+        return self[index]
+
+
+class SegmentBatches(keras.utils.PyDataset):
+    """The training batches of steps ``first_step`` to ``last_step`` of a run, in order, as one
+    pass: what a segment replayed from inside an epoch is fed."""
+
+    def __init__(self, train: Batches, first_step: int, last_step: int) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.train, self.first_step, self.last_step = train, first_step, last_step
+
+    def __len__(self) -> int:
+        return self.last_step - self.first_step + 1
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.train.batch(self.first_step + index)
 
 
 class EpochFollower(keras.callbacks.Callback):
@@ -120,6 +139,21 @@ def fit_callbacks(train: Batches, test: Batches) -> list[keras.callbacks.Callbac
 def batch_fingerprints(train: Batches, test: Batches) -> tuple[np.ndarray, np.ndarray]:
     """The fingerprints of the batches served (training, then validation and evaluate)."""
     return train.fingerprints(), test.fingerprints()
+
+
+def position(train: Batches) -> dict[str, int]:
+    """Nothing beyond the epoch and step: each epoch's order follows from the seed."""
+    return {}
+
+
+def fast_forward(train: Batches, epoch: int, position: dict[str, int]) -> None:
+    """Start at epoch ``epoch`` (0-based): its order follows from the seed and the epoch."""
+    train.epoch = epoch
+
+
+def segment_batches(train: Batches, first_step: int, last_step: int) -> SegmentBatches:
+    """The batches of steps ``first_step`` to ``last_step``, as one pass."""
+    return SegmentBatches(train, first_step, last_step)
 
 
 def batch_shape(pipeline: Batches) -> tuple[int | None, ...]:

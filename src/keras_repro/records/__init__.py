@@ -1,7 +1,20 @@
 """What training writes and the comparison reads: the run record (``record.py``, run-record
 v1, exact floats checked on read), the step trace beside it (``trace.py``, bounded streams
-checked against its record) and the outcome of a run that could not train (``outcomes.py``)."""
+checked against its record), the checkpoints a run saves (``checkpoint.py``, its complete
+training state, read back bounded and checked like a trace) and the outcome of a run that
+could not train (``outcomes.py``)."""
 
+from keras_repro.records.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    listed_variables,
+    planned_steps,
+    read_checkpoint,
+    replayed_segments,
+    variable_digests,
+    verify_checkpoint_file,
+    write_checkpoint,
+)
 from keras_repro.records.outcomes import RunOutcome, read_outcome, split_outcomes, write_outcome
 from keras_repro.records.record import (
     LEGACY_SETTINGS,
@@ -20,6 +33,8 @@ from keras_repro.records.trace import Trace, TraceBounds, TraceError, read_trace
 __all__ = [
     "LEGACY_SETTINGS",
     "MAX_RECORD_BYTES",
+    "Checkpoint",
+    "CheckpointError",
     "RecordError",
     "RefusedRecord",
     "Run",
@@ -28,12 +43,19 @@ __all__ = [
     "Trace",
     "TraceBounds",
     "TraceError",
+    "listed_variables",
+    "planned_steps",
+    "read_checkpoint",
     "read_outcome",
     "read_record",
     "read_run",
     "read_runs",
     "read_trace",
+    "replayed_segments",
     "split_outcomes",
+    "variable_digests",
+    "verify_checkpoint_file",
+    "write_checkpoint",
     "write_outcome",
     "write_record",
     "write_trace",

@@ -7,6 +7,7 @@ only is caught instead of silently compared.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import stat
@@ -59,6 +60,12 @@ class RunRecord:
     # The step trace beside the record: {"file": relative path, "sha256": ...}; older records
     # have none.
     trace: dict[str, str] | None = None
+    # The checkpoints the run saved, in order: {"index", "step", "epoch", "file" (relative to
+    # the record), "sha256", "variables": {name: sha256}}; None: none were saved.
+    checkpoints: list[dict[str, Any]] | None = None
+    # A segment replayed from a run's checkpoint: {"index", "first_step", "last_step",
+    # "first_epoch", "last_epoch", "from_sha256", "end_state": {name: sha256}}; None for a run.
+    segment: dict[str, Any] | None = None
 
     def setting(self, key: str) -> Any:
         """A setting of the run, or what a record written before it existed was trained with."""
@@ -145,10 +152,44 @@ def _check_fields(data: dict[str, Any], path: Path) -> None:
         raise RecordError(
             f"{path}: trace must be {{'file': ..., 'sha256': ...}}, got {trace!r:.60}"
         )
+    _check_checkpoints(data.get("checkpoints"), path)
+    segment = data.get("segment")
+    if segment is not None and not (
+        isinstance(segment, dict)
+        and all(_count(segment.get(k)) for k in ("index", "first_step", "last_step"))
+        and isinstance(segment.get("end_state"), dict)
+    ):
+        raise RecordError(f"{path}: segment must say which steps it replayed and its end state")
     digests = [data["final_weight_digest"], *data["weight_digests"]]
     digests += [d for passes in data["data_digests"].values() for d in passes]
     if not all(isinstance(d, str) for d in digests):
         raise RecordError(f"{path}: weight and data digests must be strings")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_checkpoints(checkpoints: Any, path: Path) -> None:
+    if checkpoints is None:
+        return
+    if not isinstance(checkpoints, list) or not all(
+        isinstance(c, dict)
+        and all(_count(c.get(k)) for k in ("index", "step", "epoch"))
+        and isinstance(c.get("file"), str)
+        and isinstance(c.get("sha256"), str)
+        and isinstance(c.get("variables"), dict)
+        and all(isinstance(v, str) for v in c["variables"].values())
+        for c in checkpoints
+    ):
+        raise RecordError(
+            f"{path}: checkpoints must be a list of {{index, step, epoch, file, sha256, "
+            "variables}}"
+        )
+    if [c["index"] for c in checkpoints] != list(range(len(checkpoints))) or any(
+        b["step"] <= a["step"] for a, b in itertools.pairwise(checkpoints)
+    ):
+        raise RecordError(f"{path}: its checkpoints are not numbered 0, 1, ... in step order")
 
 
 def read_record(path: Path) -> RunRecord:

@@ -8,14 +8,20 @@ variable. Where two traces part is the comparison's (``keras_repro.comparison.st
 
 from __future__ import annotations
 
-import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from keras_repro.files import atomic_write
+from keras_repro.records.arrays import (
+    NPY_HEADER_BYTES,
+    ZIP_OVERHEAD_BYTES,
+    read_member,
+    write_members,
+)
 
 DIGEST_BYTES = 32
 
@@ -23,14 +29,37 @@ DIGEST_BYTES = 32
 @dataclass
 class Trace:
     steps_per_epoch: int
-    step_loss: np.ndarray  # float32 [steps]
+    step_loss: np.ndarray  # float32 [steps]: the steps first_step, first_step + 1, ...
     checkpoint_steps: np.ndarray  # int64 [checkpoints]: steps done when the weights were hashed
     variable_names: list[str]
     weight_digests: np.ndarray  # uint8 [checkpoints, variables, 32]: sha256 per variable
+    # uint8 [steps, 2, 8]: each step's batch (inputs, labels) fingerprinted as it reached the
+    # model; None in traces written before it was recorded.
+    batch_fingerprints: np.ndarray | None = None
+    first_step: int = 1  # a replayed segment's trace starts inside the run
 
     def epoch_and_batch(self, step: int) -> tuple[int, int]:
         """Step 1 is epoch 1, batch 1."""
         return (step - 1) // self.steps_per_epoch + 1, (step - 1) % self.steps_per_epoch + 1
+
+    @property
+    def last_step(self) -> int:
+        return self.first_step + len(self.step_loss) - 1
+
+    def segment(self, first: int, last: int) -> Trace:
+        """The steps ``first`` to ``last`` of this trace, and the weight checkpoints among
+        them, as the trace of a segment replayed from step ``first - 1``."""
+        start, stop = first - self.first_step, last - self.first_step + 1
+        kept = (self.checkpoint_steps >= first) & (self.checkpoint_steps <= last)
+        return Trace(
+            self.steps_per_epoch,
+            self.step_loss[start:stop],
+            self.checkpoint_steps[kept],
+            self.variable_names,
+            self.weight_digests[kept],
+            None if self.batch_fingerprints is None else self.batch_fingerprints[start:stop],
+            first,
+        )
 
 
 def write_trace(trace: Trace, path: Path) -> None:
@@ -41,11 +70,12 @@ def write_trace(trace: Trace, path: Path) -> None:
         "variable_names": np.array(trace.variable_names, dtype=np.str_),
         "weight_digests": np.asarray(trace.weight_digests, dtype=np.uint8),
     }
-    with atomic_write(path, binary=True) as handle, zipfile.ZipFile(handle, "w") as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, array, allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy"), buffer.getvalue())
+    if trace.batch_fingerprints is not None:
+        arrays["batch_fingerprints"] = np.asarray(trace.batch_fingerprints, dtype=np.uint8)
+    if trace.first_step != 1:
+        arrays["first_step"] = np.array(trace.first_step, dtype=np.int64)
+    with atomic_write(path, binary=True) as handle:
+        write_members(handle, arrays)
 
 
 class TraceError(ValueError):
@@ -57,8 +87,6 @@ MAX_STEPS = 10_000_000  # 40 MB of float32 losses
 MAX_VARIABLES = 4096
 MAX_NAME_CHARS = 1024
 MAX_MEMBER_BYTES = 256 * 2**20
-NPY_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
-ZIP_OVERHEAD_BYTES = 64 * 2**10
 # Each member of trace.npz: dtype (exact, little-endian), number of dimensions.
 MEMBERS = {
     "steps_per_epoch": (np.dtype("<i8"), 0),
@@ -66,7 +94,11 @@ MEMBERS = {
     "checkpoint_steps": (np.dtype("<i8"), 1),
     "variable_names": (None, 1),  # '<U{n}', n <= MAX_NAME_CHARS
     "weight_digests": (np.dtype("u1"), 3),
+    # optional: traces written before them lack them
+    "batch_fingerprints": (np.dtype("u1"), 3),
+    "first_step": (np.dtype("<i8"), 0),
 }
+OPTIONAL = ("batch_fingerprints", "first_step")
 
 
 def _positive(value: object) -> int | None:
@@ -105,6 +137,8 @@ class TraceBounds:
             "checkpoint_steps": 8 * self.checkpoints,
             "variable_names": 4 * MAX_NAME_CHARS * self.variables,
             "weight_digests": DIGEST_BYTES * self.checkpoints * self.variables,
+            "batch_fingerprints": 16 * self.steps,
+            "first_step": 8,
         }
         return {
             name: min(size, MAX_MEMBER_BYTES) + NPY_HEADER_BYTES for name, size in payload.items()
@@ -114,35 +148,21 @@ class TraceBounds:
         return sum(self.member_bytes().values()) + ZIP_OVERHEAD_BYTES
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, limit: int) -> np.ndarray:
-    """One .npy member, its header checked before a byte of its data is inflated."""
+def _expected(name: str) -> Callable[[np.dtype, tuple[int, ...]], str | None]:
     dtype_expected, dimensions = MEMBERS[name]
-    with archive.open(f"{name}.npy") as stream:
-        version = np.lib.format.read_magic(stream)
-        read_header = {
-            (1, 0): np.lib.format.read_array_header_1_0,
-            (2, 0): np.lib.format.read_array_header_2_0,
-        }.get(version)
-        if read_header is None:
-            raise TraceError(f"{name}: .npy format version {version} is not one numpy writes")
-        shape, fortran_order, dtype = read_header(stream, max_header_size=NPY_HEADER_BYTES)
+
+    def problem(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
         if dtype_expected is None:
             wrong = (
                 dtype.kind != "U" or dtype.byteorder == ">" or dtype.itemsize > 4 * MAX_NAME_CHARS
             )
         else:
             wrong = dtype != dtype_expected
-        if wrong or len(shape) != dimensions or fortran_order:
-            raise TraceError(f"{name}: a {len(shape)}-d {dtype} array, not what a trace holds")
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if size > limit:
-            raise TraceError(
-                f"{name}: {shape} holds {size:,} bytes, more than the {limit:,} allowed"
-            )
-        data = stream.read(size)
-        if len(data) != size or stream.read(1):
-            raise TraceError(f"{name}: its data is not the {size:,} bytes its header announces")
-    return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
+        if wrong or len(shape) != dimensions:
+            return f"a {len(shape)}-d {dtype} array, not what a trace holds"
+        return None
+
+    return problem
 
 
 def read_trace(path: Path, bounds: TraceBounds | None = None) -> Trace:
@@ -156,10 +176,12 @@ def read_trace(path: Path, bounds: TraceBounds | None = None) -> Trace:
     limits = bounds.member_bytes()
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [info.filename for info in archive.infolist()]
-            if sorted(names) != sorted(f"{name}.npy" for name in MEMBERS):
+            names = {info.filename for info in archive.infolist()}
+            required = {f"{name}.npy" for name in MEMBERS if name not in OPTIONAL}
+            if not required <= names <= {f"{name}.npy" for name in MEMBERS}:
                 raise TraceError(f"holds {sorted(names)[:8]}, not the members of a trace")
             members = {info.filename: info for info in archive.infolist()}
+            limits = {name: limit for name, limit in limits.items() if f"{name}.npy" in names}
             for name, limit in limits.items():
                 inflated = members[f"{name}.npy"].file_size
                 if inflated > limit:
@@ -167,7 +189,10 @@ def read_trace(path: Path, bounds: TraceBounds | None = None) -> Trace:
                         f"{name} inflates to {inflated:,} bytes, more than the {limit:,} "
                         f"its record allows ({bounds.steps:,} steps)"
                     )
-            arrays = {name: _read_member(archive, name, limit) for name, limit in limits.items()}
+            arrays = {
+                name: read_member(archive, name, limit, TraceError, _expected(name))
+                for name, limit in limits.items()
+            }
     except (zipfile.BadZipFile, EOFError) as error:
         raise TraceError(f"not a readable trace ({error})") from None
     trace = Trace(
@@ -176,6 +201,8 @@ def read_trace(path: Path, bounds: TraceBounds | None = None) -> Trace:
         checkpoint_steps=arrays["checkpoint_steps"],
         variable_names=[str(name) for name in arrays["variable_names"]],
         weight_digests=arrays["weight_digests"],
+        batch_fingerprints=arrays.get("batch_fingerprints"),
+        first_step=int(arrays["first_step"]) if "first_step" in arrays else 1,
     )
     _check_consistent(trace, bounds)
     return trace
@@ -197,10 +224,16 @@ def _check_consistent(trace: Trace, bounds: TraceBounds) -> None:
             f"{len(checkpoints):,} checkpoints of {len(trace.variable_names):,} variables, more "
             f"than the {bounds.checkpoints:,} of {bounds.variables:,} its record allows"
         )
+    first, last = trace.first_step, trace.first_step + steps - 1
+    if first < 1 or last > bounds.steps:
+        problems.append(f"its steps {first}..{last} are not within 1..{bounds.steps:,}")
     if len(checkpoints) and (
-        checkpoints[0] < 1 or checkpoints[-1] > steps or (np.diff(checkpoints) <= 0).any()
+        checkpoints[0] < first or checkpoints[-1] > last or (np.diff(checkpoints) <= 0).any()
     ):
-        problems.append(f"checkpoint_steps are not increasing steps within 1..{steps}")
+        problems.append(f"checkpoint_steps are not increasing steps within {first}..{last}")
+    fed = trace.batch_fingerprints
+    if fed is not None and fed.shape != (steps, 2, 8):
+        problems.append(f"batch_fingerprints has shape {fed.shape}, not {(steps, 2, 8)}")
     expected = (len(checkpoints), len(trace.variable_names), DIGEST_BYTES)
     if trace.weight_digests.shape != expected:
         problems.append(f"weight_digests has shape {trace.weight_digests.shape}, not {expected}")

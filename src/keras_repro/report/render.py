@@ -25,6 +25,7 @@ from keras_repro.comparison import (
     folded_fingerprint,
     headline,
     problems,
+    verified_by,
 )
 
 # An ampersand that does not start an entity; with it, escaping twice is escaping once.
@@ -109,5 +110,6 @@ def render(template: str, comparison: Comparison, **context: Any) -> str:
         comparison=comparison,
         headline=headline(comparison),
         problems=problems(comparison),
+        verified_by=verified_by(comparison),
         **context,
     )

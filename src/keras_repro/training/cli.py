@@ -30,8 +30,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--trace", type=Path, help="step trace to write (default: trace.npz beside the record)"
     )
+    parser.add_argument(
+        "--replay-segment",
+        type=int,
+        metavar="K",
+        help="replay segment K of the run --of-run from the checkpoint it saved at the "
+        "segment's start, instead of training the run",
+    )
+    parser.add_argument(
+        "--of-run", type=Path, metavar="RECORD", help="the run's record (its history.json)"
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if (args.replay_segment is None) != (args.of_run is None):
+        parser.error("--replay-segment and --of-run go together")
     # Without --backend or a settings file, a KERAS_BACKEND already set is the user's choice.
     if args.backend is None and args.settings is None:
         args.backend = (
@@ -41,15 +53,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = from_arguments(args)
         os.environ.update(settings.child_environment())
+        trace = args.trace or args.record.with_name("trace.npz")
         # Imported only now: Keras takes its backend from the environment at import.
-        from keras_repro.training.run import train_and_record
+        if args.replay_segment is not None:
+            from keras_repro.training.replay import replay_segment
 
-        train_and_record(
-            args.dataset,
-            args.record,
-            args.trace or args.record.with_name("trace.npz"),
-            settings,
-        )
+            replay_segment(
+                args.dataset, args.of_run, args.replay_segment, args.record, trace, settings
+            )
+        else:
+            from keras_repro.training.run import train_and_record
+
+            train_and_record(args.dataset, args.record, trace, settings)
     except ReproError as error:
         parser.exit(1, f"error: {error}\n")
 

@@ -116,8 +116,11 @@ def train_in_fresh_process(
     *,
     runs_per_gpu: int,
     gpu_lock_dir: Path,
+    replay: tuple[Path, int] | None = None,
 ) -> RunSettings:
     """Run the training CLI in a new interpreter, PYTHONHASHSEED set before it starts.
+    ``replay``: the run's record and a segment to replay from its checkpoints, instead of
+    training the run (the record and trace written are the replay's).
 
     Without a seed in ``settings`` (the unseeded control), one is drawn here at random and
     recorded. With ``device`` gpu or auto the run holds a GPU of its own while it trains (see
@@ -137,6 +140,7 @@ def train_in_fresh_process(
         str(record_path),
         f"--trace={trace_path}",
         f"--settings={settings_path}",
+        *([f"--of-run={replay[0]}", f"--replay-segment={replay[1]}"] if replay else []),
     ]
     # The backend's variables (KERAS_BACKEND, its thread and determinism switches) win over
     # the inherited ones: the scheduler sets OMP_NUM_THREADS from the cores it grants, and the

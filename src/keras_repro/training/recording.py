@@ -97,11 +97,13 @@ class WeightTrace(keras.callbacks.Callback):
         steps_per_epoch: int,
         perturb_step: int | None = None,
         perturb_variable: str | None = None,
+        first_step: int = 1,
     ) -> None:
         super().__init__()
         self.every, self.steps_per_epoch = every, steps_per_epoch
         self.perturb_step, self.perturb_variable = perturb_step, perturb_variable
-        self.steps = 0
+        self.first_step = first_step  # a replayed segment's first step
+        self.steps = first_step - 1  # steps done, counted over the whole run
         self.checkpoint_steps: list[int] = []
         self.digests: list[list[bytes]] = []
 
@@ -133,10 +135,15 @@ class WeightTrace(keras.callbacks.Callback):
         self.perturb_variable = name  # recorded: the variable actually nudged
         log.warning("deliberately nudged %s by one ULP after step %d", name, self.steps)
 
-    def trace(self, step_losses: np.ndarray) -> Trace:
+    def trace(self, step_losses: np.ndarray, batch_fingerprints: np.ndarray | None) -> Trace:
+        """The trace of the steps done, with the batches fed at each (``batch_fingerprints``:
+        [steps, 2, 8], the pipeline's or the step recorder's)."""
+        done = self.steps - self.first_step + 1
         return Trace(
             steps_per_epoch=self.steps_per_epoch,
-            step_loss=step_losses[: self.steps],
+            step_loss=step_losses[:done],
+            batch_fingerprints=None if batch_fingerprints is None else batch_fingerprints[:done],
+            first_step=self.first_step,
             checkpoint_steps=np.array(self.checkpoint_steps, dtype=np.int64),
             variable_names=self.variable_names(),
             weight_digests=np.frombuffer(

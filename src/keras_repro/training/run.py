@@ -21,73 +21,43 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import keras
-import numpy as np
 
 from keras_repro.backends import (
     NoDeterministicKernel,
-    StepRecorder,
-    load_backend,
     not_possible_here,
     refuse_nondeterministic_op,
 )
 from keras_repro.config import RunSettings
-from keras_repro.data import data_spec, load_dataset, verify_dataset_file
 from keras_repro.digest import file_sha256
-from keras_repro.errors import ReproError
-from keras_repro.models import ModelEntry, compile_arguments, load_model_entry
-from keras_repro.pipelines import load_pipeline
-from keras_repro.records import RunOutcome, RunRecord, write_outcome, write_record, write_trace
+from keras_repro.records import (
+    RunOutcome,
+    RunRecord,
+    planned_steps,
+    write_outcome,
+    write_record,
+    write_trace,
+)
+from keras_repro.training.checkpointing import Checkpointer
 from keras_repro.training.fingerprint import environment_fingerprint
-from keras_repro.training.nudge import check_perturb_step, check_perturb_variable
 from keras_repro.training.progress_callback import Progress
 from keras_repro.training.recording import (
-    EpochWatcher,
-    WeightTrace,
     pass_digests,
-    record_steps,
     weights_sha256,
+)
+from keras_repro.training.setup import (
+    Built,
+    Prepared,
+    build_model,
+    compile_model,
+    identity,
+    prepare,
 )
 
 log = logging.getLogger(__name__)
-
-
-class BackendMismatch(ReproError):
-    """Keras was imported with another backend than the run's."""
-
-
-@dataclass
-class Prepared:
-    """What a run trains on, set up in the order that fixes its random draws: the backend
-    configured and seeded, the data loaded, the model's entry and the input pipelines."""
-
-    started: float
-    backend: ModuleType
-    device_used: str
-    dataset_sha256: str
-    arrays: dict[str, np.ndarray]
-    spec: dict[str, Any]
-    entry: ModelEntry
-    pipeline: ModuleType
-    train_data: Any
-    test_data: Any
-    steps_per_epoch: int
-    test_steps: int
-
-
-@dataclass
-class Built:
-    """The model, compiled, with what records it while it trains."""
-
-    model: keras.Model
-    recorder: StepRecorder
-    watcher: EpochWatcher
-    weight_trace: WeightTrace
 
 
 def train_and_record(
@@ -118,6 +88,16 @@ def train_and_record(
             environment_fingerprint(prepared.backend, model, prepared.device_used),
         )
     built = compile_model(model, prepared, settings)
+    if settings.save_checkpoints:
+        built.checkpointer = Checkpointer(
+            planned_steps(settings["checkpoints"], settings["epochs"], prepared.steps_per_epoch),
+            prepared.steps_per_epoch,
+            Path(record_path).parent / "checkpoints",
+            identity(settings, prepared.dataset_sha256),
+            prepared.backend,
+            prepared.pipeline,
+            prepared.train_data,
+        )
     try:
         history, evaluation = fit(built, prepared, settings)
     except NoDeterministicKernel as refused:
@@ -132,117 +112,57 @@ def train_and_record(
             None,
             environment_fingerprint(prepared.backend, model, prepared.device_used),
         )
+    saved = built.checkpointer.saved if built.checkpointer else None
     return record(
-        built, prepared, settings, history, evaluation, dataset_path, record_path, trace_path
+        built,
+        prepared,
+        settings,
+        (history, evaluation),
+        (dataset_path, record_path, trace_path),
+        checkpoints=saved or None,
     )
-
-
-def prepare(dataset_path: Path, settings: RunSettings) -> Prepared:
-    """The backend configured (threads, devices), seeded and made deterministic, as the recipe
-    does; the dataset verified and loaded; the model's entry and the input pipelines."""
-    started = time.perf_counter()
-    dataset_sha256 = verify_dataset_file(dataset_path, settings.dataset_sha256)
-    if keras.backend.backend() != settings.backend:
-        raise BackendMismatch(
-            f"the run trains on {settings.backend}, but Keras here runs "
-            f"{keras.backend.backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}): "
-            f"set KERAS_BACKEND={settings.backend} before Python starts (keras-repro-train "
-            "--backend and the launcher do)"
-        )
-    backend = load_backend(settings.backend)
-    device_used = backend.configure(settings["threads"], settings["device"])
-    keras.utils.set_random_seed(settings.seed)
-    if settings.op_determinism:
-        backend.enable_determinism()
-    if os.environ.get("PYTHONHASHSEED") is None:
-        log.warning("PYTHONHASHSEED is not set: Python's hash randomization is on in this run")
-
-    arrays = load_dataset(dataset_path)
-    entry = load_model_entry(settings["model"], settings.model_sha256)
-    pipeline = load_pipeline(settings["pipeline"])
-    train_data, test_data = pipeline.make_pipelines(
-        arrays,
-        settings["batch_size"],
-        entry.preprocess if pipeline.MAPS_PREPROCESSING else None,
-        settings.seed,
-    )
-    return Prepared(
-        started,
-        backend,
-        device_used,
-        dataset_sha256,
-        arrays,
-        settings.data_spec or data_spec(arrays),
-        entry,
-        pipeline,
-        train_data,
-        test_data,
-        pipeline.steps(train_data),
-        pipeline.steps(test_data),
-    )
-
-
-def build_model(prepared: Prepared, settings: RunSettings) -> keras.Model:
-    """The model, built for the data's input shape and classes (a pipeline that maps no
-    preprocessing feeds a model that does its own)."""
-    entry = prepared.entry
-    build = entry.build
-    if not prepared.pipeline.MAPS_PREPROCESSING and entry.build_with_preprocessing is not None:
-        build = entry.build_with_preprocessing
-    spec = prepared.spec
-    model = build(tuple(spec["input_shape"]), spec["num_classes"])
-    model.build(prepared.pipeline.batch_shape(prepared.train_data))
-    return model
-
-
-def compile_model(model: keras.Model, prepared: Prepared, settings: RunSettings) -> Built:
-    """The nudge checked, the step recorder hooked, the model compiled, the callbacks that
-    record every epoch and every K steps."""
-    epochs, steps_per_epoch = settings["epochs"], prepared.steps_per_epoch
-    check_perturb_step(settings.perturb_step, epochs * steps_per_epoch)
-    check_perturb_variable(settings.perturb_variable, [v.path for v in model.weights])
-    # validation after every epoch, then evaluate()
-    recorder = prepared.backend.make_step_recorder(
-        epochs * steps_per_epoch, (epochs + 1) * prepared.test_steps
-    )
-    record_steps(model, recorder)
-    model.compile(**compile_arguments(settings["compile"]))
-    weight_trace = WeightTrace(
-        settings["trace"]["every_steps"],
-        steps_per_epoch,
-        settings.perturb_step,
-        settings.perturb_variable,
-    )
-    return Built(model, recorder, EpochWatcher(), weight_trace)
 
 
 def fit(
-    built: Built, prepared: Prepared, settings: RunSettings
+    built: Built,
+    prepared: Prepared,
+    settings: RunSettings,
+    initial_epoch: int = 0,
+    epochs: int | None = None,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    evaluate: bool = True,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """``fit`` with validation on the test split, then ``evaluate()``; an op without a
-    deterministic kernel is raised as NoDeterministicKernel, naming it."""
+    """``fit`` from ``initial_epoch`` to ``epochs`` (default: the run's) with validation on
+    the test split, then ``evaluate()``; an op without a deterministic kernel is raised as
+    NoDeterministicKernel, naming it."""
     verbose = 1 if sys.stdout.isatty() else 2
     callbacks = [
-        built.watcher,
-        built.weight_trace,
+        *built.callbacks(),
         Progress(settings),
         *prepared.pipeline.fit_callbacks(prepared.train_data, prepared.test_data),
+        *extra_callbacks,
     ]
     try:
         history = built.model.fit(
             prepared.train_data,
-            epochs=settings["epochs"],
+            epochs=settings["epochs"] if epochs is None else epochs,
+            initial_epoch=initial_epoch,
             validation_data=prepared.test_data,
             callbacks=callbacks,
             # The pipelines order the batches (Keras' shuffle of a PyDataset draws from `random`).
             shuffle=False,
             verbose=verbose,
         )
-        evaluation = built.model.evaluate(prepared.test_data, return_dict=True, verbose=verbose)
+        evaluation = (
+            built.model.evaluate(prepared.test_data, return_dict=True, verbose=verbose)
+            if evaluate
+            else {}
+        )
     except Exception as error:
         refuse_nondeterministic_op(error, settings.op_determinism)
         raise
-    log.info("evaluate: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items()))
+    if evaluation:
+        log.info("evaluate: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items()))
     return (
         {name: [float(v) for v in values] for name, values in history.history.items()},
         {name: float(value) for name, value in evaluation.items()},
@@ -253,20 +173,25 @@ def record(
     built: Built,
     prepared: Prepared,
     settings: RunSettings,
-    history: dict[str, list[float]],
-    evaluation: dict[str, float],
-    dataset_path: Path,
-    record_path: Path,
-    trace_path: Path,
+    results: tuple[dict[str, list[float]], dict[str, float]],
+    paths: tuple[Path, Path, Path],
+    checkpoints: list[dict[str, Any]] | None = None,
+    segment: dict[str, Any] | None = None,
+    by_pass: bool = True,
 ) -> RunRecord:
-    """The step trace, then the run record: every metric, the weights' digests, the data fed
-    by pass, the environment, the timings and the settings."""
-    write_trace(built.weight_trace.trace(built.recorder.step_losses()), trace_path)
-    steps_per_epoch, epochs = prepared.steps_per_epoch, settings["epochs"]
+    """The step trace, then the run record (``paths``: the dataset, the record, the trace):
+    every metric and ``evaluate()`` (``results``), the weights' digests, the data fed by pass,
+    the environment, the timings, the settings, and the checkpoints saved (a run) or the
+    segment replayed (a replay). ``by_pass``: the steps trained are whole epochs, so the data
+    fed is said by pass too (a segment inside an epoch has only its steps' batches)."""
+    (history, evaluation), (dataset_path, record_path, trace_path) = results, paths
+    steps_per_epoch, recorder = prepared.steps_per_epoch, built.recorder
     fed = prepared.pipeline.batch_fingerprints(prepared.train_data, prepared.test_data)
-    recorder = built.recorder
     train_batches, test_batches = fed or (recorder.train_batches(), recorder.test_batches())
-    train_passes = pass_digests(train_batches, steps_per_epoch)
+    write_trace(built.weight_trace.trace(recorder.step_losses(), train_batches), trace_path)
+    epochs = len(next(iter(history.values()), []))  # epochs this fit trained
+    steps_done = built.weight_trace.steps - built.weight_trace.first_step + 1
+    train_passes = pass_digests(train_batches, steps_per_epoch) if by_pass else []
     test_passes = pass_digests(test_batches, prepared.test_steps)
     run_record = RunRecord(
         seed=settings.seed,
@@ -276,7 +201,7 @@ def record(
         weight_digests=built.watcher.weight_digests,
         final_weight_digest=weights_sha256(built.model),
         data_digests={
-            "train": train_passes[: built.weight_trace.steps // steps_per_epoch],
+            "train": train_passes[: steps_done // steps_per_epoch],
             "validation": test_passes[:epochs],
             "evaluate": test_passes[epochs:],
         },
@@ -300,6 +225,8 @@ def record(
             "file": os.path.relpath(trace_path, Path(record_path).parent),
             "sha256": file_sha256(trace_path),
         },
+        checkpoints=checkpoints,
+        segment=segment,
     )
     write_record(run_record, record_path)
     return run_record
