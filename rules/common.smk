@@ -23,7 +23,7 @@ from keras_repro.comparison import ReferenceError, check_place
 from keras_repro.config import ConfigError, run_config, validate_config
 from keras_repro.models import ModelError, matrix_models, model_sha256
 from keras_repro.pipelines import RESUMES_MID_EPOCH
-from keras_repro.records import planned_steps, replayed_segments
+from keras_repro.records import edited_checkpoint, planned_steps, replayed_segments
 from keras_repro.workflow import code_digest, stale_lock_hint
 
 try:
@@ -84,6 +84,13 @@ CELL_REPORT_FILES = (
     "curves.png",
     "steps.png",
 )
+
+
+# A checkpoint changed after its run recorded it is refused before any job (a replay from it, or
+# a verdict resting on it, would not be the run's), and the verdict that rested on it goes.
+if problem := edited_checkpoint(Path("results")):
+    Path(VERDICT).unlink(missing_ok=True)
+    raise WorkflowError(problem)
 
 
 def planned_steps_per_epoch():
@@ -226,11 +233,12 @@ def run_files(name, model, backend):
     )
 
 
-def checkpoint_outputs(run):
-    """The checkpoint files a run saves (``run``: its folder's pattern); temporary (removed
-    once the verdict has passed) when keep_checkpoints is false."""
-    files = [f"{run}/checkpoints/{index}.npz" for index in range(CHECKPOINTS)]
-    return files if config["keep_checkpoints"] else [temp(path) for path in files]
+def checkpoint_folder(run):
+    """The folder of the checkpoints a run saves (``run``: its folder's pattern), when it
+    saves any. One output whatever their number, so that a changed interval reruns it as any
+    changed param does; its files are removed once a verdict has passed if keep_checkpoints
+    is false (the folder stays, so nothing retrains for it)."""
+    return directory(f"{run}/checkpoints") if CHECKPOINTS else []
 
 
 def segment_files(name, model, backend):
@@ -245,23 +253,12 @@ def segment_files(name, model, backend):
     )
 
 
-def segment_checkpoints(model, backend):
-    """The checkpoint files of one cell's runs whose segments are replayed: evidence too (an
-    edited one makes the comparison refuse)."""
-    if not SEGMENTS:
+def checkpoint_folders():
+    """The checkpoint folders of every seeded run the verdict judges (keep_checkpoints: false
+    empties them once it has passed)."""
+    if not CHECKPOINTS:
         return []
-    return expand(
-        f"{SEGMENT_RUN}/checkpoints/{{index}}.npz",
-        model=model,
-        backend=backend,
-        seed=config["seeds"],
-        index=range(CHECKPOINTS),
-    )
-
-
-def segment_start(wildcards):
-    """The checkpoint a segment is replayed from: the one its run saved at its start."""
-    return f"{SEGMENT_RUN}/checkpoints/{int(wildcards.segment) - 1}.npz".format(**wildcards)
+    return [str(Path(path).parent / "checkpoints") for path in seeded_files("history.json")]
 
 
 def seeded_files(name):
@@ -329,7 +326,6 @@ def cell_evidence(model, backend):
         manifest=dataset_manifest(),
         segments=segment_files("history.json", model, backend),
         segment_traces=segment_files("trace.npz", model, backend),
-        checkpoints=segment_checkpoints(model, backend),
     )
 
 

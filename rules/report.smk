@@ -88,6 +88,9 @@ rule verdict:
     params:
         **evidence_params(),
         cells=matrix_cells(),
+        remove_checkpoints=operational(
+            [] if config["keep_checkpoints"] else checkpoint_folders()
+        ),
         code=code("verdict.py"),
     script:
         "../scripts/verdict.py"

@@ -8,7 +8,7 @@ rule train:
     output:
         record=f"{RUN}/history.json",
         trace=f"{RUN}/trace.npz",
-        checkpoints=checkpoint_outputs(RUN),
+        checkpoints=checkpoint_folder(RUN),
     log:
         f"{RUN}/train.log",
     benchmark:
@@ -38,7 +38,7 @@ use rule train as replay_segment with:
         manifest=dataset_manifest(),
         model=MODEL_CHECK,
         run=f"{SEGMENT_RUN}/history.json",
-        checkpoint=segment_start,
+        checkpoints=f"{SEGMENT_RUN}/checkpoints",
     output:
         record=f"{SEGMENT}/history.json",
         trace=f"{SEGMENT}/trace.npz",

@@ -133,6 +133,7 @@ def bits(run) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_two_repeats_of_a_seed_are_bit_identical(runs, backend):
     first, again = runs[backend]["first"], runs[backend]["again"]
@@ -143,6 +144,7 @@ def test_two_repeats_of_a_seed_are_bit_identical(runs, backend):
     assert compare_traces(first.trace, again.trace).identical
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_two_seeds_differ(runs, backend):
     first, other = runs[backend]["first"], runs[backend]["other_seed"]
@@ -152,6 +154,7 @@ def test_two_seeds_differ(runs, backend):
     assert first.record.data_digests["evaluate"] == other.record.data_digests["evaluate"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_a_nudge_is_caught_at_its_step(runs, backend):
     first, nudged = runs[backend]["first"], runs[backend]["nudged"]
@@ -168,6 +171,7 @@ def test_a_nudge_is_caught_at_its_step(runs, backend):
     assert comparison.first_loss_step is None or comparison.first_loss_step.step > NUDGED_STEP
 
 
+@pytest.mark.slow
 def test_the_fingerprint_records_each_backends_switches_and_threads(runs):
     jax_print = runs["jax"]["first"].record.fingerprint
     assert jax_print["xla_gpu_deterministic_ops"] is True
@@ -185,6 +189,7 @@ def test_the_fingerprint_records_each_backends_switches_and_threads(runs):
         assert fingerprint["device"] == "cpu" and "tensorflow" not in fingerprint
 
 
+@pytest.mark.slow
 def test_the_numpy_pipeline_feeds_the_same_batches_on_every_backend(runs, tiny_dataset, tmp_path):
     on_tensorflow = launch(tmp_path, tiny_dataset, "tensorflow", SEED, 1)
     digests = [

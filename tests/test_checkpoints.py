@@ -230,6 +230,7 @@ def drive(mode: str, dataset: Path, folder: Path, backend: str) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_every_zoo_model_resumes_bit_for_bit_in_a_fresh_process(zoo_dataset, tmp_path, backend):
     drive("train", zoo_dataset, tmp_path, backend)

@@ -227,3 +227,37 @@ def test_device_gpu_requests_a_gpu_per_run_and_fails_cleanly_on_a_fake_card(slur
         (log,) = slurm_log.glob("*.log")
         assert "device: gpu, but TensorFlow sees no GPU" in log.read_text()
     assert "SLURM-job" in result.stdout and "failed" in result.stdout
+
+
+def test_the_segments_of_one_seed_replay_as_separate_jobs(slurm_run, tmp_path):
+    # The built dataset is reused; seed 812 trains again with a checkpoint every 2 steps (the
+    # numpy pipeline resumes inside epochs), then each of its 3 segments is a job of its own.
+    workdir = tmp_path / "work"
+    shutil.copytree(slurm_run[0], workdir, symlinks=True)
+    result = submit(
+        workdir,
+        write_test_profile(tmp_path / "profile"),
+        "--config",
+        "verify=segments",
+        "seeds=[812]",
+        "pipeline=numpy",
+        "checkpoints={every_epochs: null, every_steps: 2}",
+        "control={enabled: false}",
+    )
+    assert result.returncode == 0, result.stdout[-20000:]
+    earlier = {job["id"] for job in slurm_run[1]}
+    replays = {
+        job["comment"]: job["id"]
+        for job in slurm_jobs()
+        if job["id"] not in earlier and rule_of(job) == "rule_replay_segment"
+    }
+    assert sorted(replays) == [
+        f"rule_replay_segment_wildcards_recipe_tensorflow_812_{segment}" for segment in (1, 2, 3)
+    ]
+    run = workdir / "results/runs/recipe/tensorflow/seed812/repeat1"
+    for segment in (1, 2, 3):
+        record = read_record(run / f"segments/segment{segment}/history.json")
+        job = record.fingerprint["environment"]["SLURM_JOB_ID"]
+        assert job == replays[f"rule_replay_segment_wildcards_recipe_tensorflow_812_{segment}"]
+    verdict = (workdir / "results/report/verdict.txt").read_text()
+    assert "proven by replaying the 3 segments of 1 run" in verdict

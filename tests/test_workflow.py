@@ -4,19 +4,16 @@ Fashion-MNIST from the Debian package."""
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 from records import next_float32
-from workflows import snakemake, write_config, write_synthetic_config
+from workflows import require_fashion_mnist, snakemake, write_config, write_synthetic_config
 
 from keras_repro.records.record import read_record, write_record
 
 pytestmark = pytest.mark.workflow
-
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture
@@ -97,14 +94,6 @@ def test_identical_runs_pass_and_a_one_ulp_edit_fails_with_the_report_kept(copie
     assert not (report.parent.parent / "verdict.txt").exists()
     assert "MISMATCH" in (report / "report.md").read_text()
     assert "seed 42, repeat 2 vs 1, epoch 1" in (report / "report.html").read_text()
-
-
-def require_fashion_mnist() -> None:
-    if not FASHION_MNIST.is_dir():
-        message = "needs the Debian package dataset-fashion-mnist (apt-get install it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.mark.real_data

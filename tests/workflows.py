@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from helpers import REPO
 
@@ -14,6 +16,7 @@ from keras_repro.data.synthetic import dataset_entry, make_arrays, write_idx_fil
 from keras_repro.records.record import read_record
 from keras_repro.workflow.command import snakemake_command
 
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Small enough to train in seconds, large enough for a CNN to learn something.
 SYNTHETIC_COUNTS = {"train": 320, "test": 96}
 
@@ -33,6 +36,15 @@ def snakemake(
         text=True,
         timeout=timeout,
     )
+
+
+def require_fashion_mnist() -> None:
+    """Skip (fail in CI) without the Debian package's real Fashion-MNIST."""
+    if not FASHION_MNIST.is_dir():
+        message = "needs the Debian package dataset-fashion-mnist (apt-get install it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def write_config(workdir: Path, **overrides: object) -> None:

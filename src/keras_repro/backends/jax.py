@@ -228,7 +228,8 @@ class StepRecorder:
         return self._done().train
 
     def test_batches(self) -> np.ndarray:
-        return self._done().test
+        buffers = self._done()
+        return buffers.test[: buffers.test_count]
 
 
 def make_step_recorder(train_steps: int, test_steps: int, first_step: int = 1) -> StepRecorder:

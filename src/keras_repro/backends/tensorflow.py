@@ -163,7 +163,8 @@ class StepRecorder:
         return self._train.numpy()
 
     def test_batches(self) -> np.ndarray:
-        return self._test.numpy()
+        """The test batches recorded (validation and evaluate), in order."""
+        return self._test.numpy()[: int(self._test_count.numpy())]
 
 
 def _fingerprint(tensor: Any) -> Any:

@@ -209,7 +209,7 @@ class StepRecorder:
         return self._buffers.train
 
     def test_batches(self) -> np.ndarray:
-        return self._buffers.test
+        return self._buffers.test[: self._buffers.test_count]
 
 
 def _to_numpy(structure: Any) -> Any:

@@ -24,12 +24,10 @@ from keras_repro.comparison.segments import read_replays
 from keras_repro.comparison.summarize import summarize
 from keras_repro.comparison.summary import Comparison
 from keras_repro.records import (
-    CheckpointError,
     RefusedRecord,
     Run,
     read_runs,
     split_outcomes,
-    verify_checkpoint_file,
 )
 
 
@@ -46,7 +44,6 @@ class Evidence:
     # The matrix cell (model name, backend) the runs are: a reference's other cells are left out.
     cell: tuple[str, str] | None = None
     segments: list[Path] = field(default_factory=list)  # the replayed segments' records
-    checkpoints: list[Path] = field(default_factory=list)  # the runs' checkpoint files
     # How the seeds are proven: {"requested", "used", "why", "draw_seed"} (verify: segments).
     verify: dict[str, Any] | None = None
 
@@ -58,7 +55,6 @@ FILES = (
     "nondeterministic",
     "manifest",
     "segments",
-    "checkpoints",
 )
 
 
@@ -79,7 +75,6 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
         manifest=files["manifest"],
         cell=cell,
         segments=list(files.get("segments", [])),
-        checkpoints=list(files.get("checkpoints", [])),
         verify=params.verify,
     )
 
@@ -99,7 +94,7 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
             outcomes += found
             refused += refused_here + refused_there
     replays, refused_here = read_replays(evidence.segments)
-    refused += refused_here + _edited_checkpoints(runs, evidence.checkpoints)
+    refused += refused_here
     replays, refused_here = _replays_of(runs, replays)
     refused += refused_here
     draws = [json.loads(Path(path).read_text()) for path in evidence.initializers]
@@ -127,29 +122,6 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
         verify=evidence.verify,
     )
     return comparison, runs
-
-
-def _edited_checkpoints(runs: list[Run], paths: list[Path]) -> list[RefusedRecord]:
-    """The checkpoint files that are not what their run recorded (a run's ``checkpoints/``
-    beside its record); a removed one (keep_checkpoints: false) is not evidence any more."""
-    recorded = {
-        (run.path.parent / c["file"]).resolve(): c["sha256"]
-        for run in runs
-        for c in run.record.checkpoints or []
-    }
-    refused = []
-    for path in paths:
-        expected = recorded.get(Path(path).resolve())
-        if not Path(path).exists():
-            continue
-        if expected is None:
-            refused.append(RefusedRecord(str(path), f"{path}: no run recorded this checkpoint"))
-            continue
-        try:
-            verify_checkpoint_file(Path(path), expected)
-        except CheckpointError as error:
-            refused.append(RefusedRecord(str(path), str(error)))
-    return refused
 
 
 def _replays_of(runs: list[Run], replays: list[Run]) -> tuple[list[Run], list[RefusedRecord]]:

@@ -281,6 +281,47 @@ def listed_variables(path: Path) -> list[str]:
     return [str(e.get("name")) for e in index["variables"] if isinstance(e, dict)]
 
 
+def edited_checkpoint(results: Path) -> str | None:
+    """The first checkpoint under ``results/runs`` changed since its run recorded it, said in
+    one line (None: none was). Only a file whose inode changed after the record was written
+    (an edit, a copy, a rename) is hashed and held against the sha256 the record lists."""
+    for folder in sorted(Path(results).glob("runs/*/*/seed*/repeat*/checkpoints")):
+        record = folder.parent / "history.json"
+        try:
+            written = record.stat().st_mtime
+        except OSError:
+            continue
+        changed = [f for f in sorted(folder.glob("*.npz")) if f.lstat().st_ctime > written]
+        if not changed:
+            continue
+        try:
+            listed = json.loads(record.read_text()).get("checkpoints") or []
+            recorded = {c["file"]: c["sha256"] for c in listed}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            recorded = {}
+        for path in changed:
+            expected = recorded.get(f"{folder.name}/{path.name}")
+            actual = file_sha256(path) if path.is_file() else None
+            if actual is None or actual != expected:
+                return (
+                    f"checkpoint {path} was changed after its run recorded it (sha256 "
+                    f"{actual}, recorded {expected}): delete {folder.parent}/ to train the "
+                    "run again"
+                )
+    return None
+
+
+def remove_checkpoints(folders: list[Path]) -> int:
+    """Remove the checkpoint files in ``folders`` (the folders stay, so that nothing is
+    trained again for them); returns the bytes freed."""
+    freed = 0
+    for folder in map(Path, folders):
+        for path in folder.glob("*.npz"):
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
 def verify_checkpoint_file(path: Path, sha256: str) -> None:
     """Refuse a checkpoint file whose sha256 is not the one its run recorded."""
     try:

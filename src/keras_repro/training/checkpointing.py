@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -137,6 +138,7 @@ class Checkpointer(AtSteps):
         return self.pipeline.position(self.train_data)
 
     def at(self, step: int, position: dict[str, int]) -> None:
+        started = time.perf_counter()
         index = self.steps.index(step)
         checkpoint = Checkpoint(
             index=index,
@@ -156,6 +158,7 @@ class Checkpointer(AtSteps):
                 "file": f"{self.folder.name}/{path.name}",
                 "sha256": sha256,
                 "bytes": path.stat().st_size,
+                "seconds": time.perf_counter() - started,
                 "variables": checkpoint.digests(),
             }
         )
