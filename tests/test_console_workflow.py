@@ -23,7 +23,8 @@ def test_a_run_shows_progress_ends_with_its_verdict_and_reports_what_it_trained(
     result = snakemake(copied_run)
     assert result.returncode == 0, result.stdout
     assert re.search(
-        r"^training seed 812 repeat 2: epoch 1/1, step 5/5, loss \d\.\d{4}, done$",
+        r"^training recipe on tensorflow, seed 812 repeat 2: epoch 1/1, step 5/5, loss "
+        r"\d\.\d{4}, done$",
         result.stdout,
         re.MULTILINE,
     ), result.stdout

@@ -194,6 +194,7 @@ FILE_RERUNS = [
     ("src/keras_repro/logs.py", EVERYTHING),
     ("src/keras_repro/models/__init__.py", FROM_MODEL),
     ("src/keras_repro/models/attention.py", NOTHING),
+    ("src/keras_repro/models/augmented_cnn.py", NOTHING),
     ("src/keras_repro/models/batchnorm_cnn.py", NOTHING),
     ("src/keras_repro/models/check.py", FROM_MODEL),
     ("src/keras_repro/models/lstm_rows.py", NOTHING),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from keras_repro.data.dataset import NPZ_KEYS, write_npz_deterministic
 from keras_repro.data.synthetic import make_arrays
 from keras_repro.records.record import read_record
 from keras_repro.training.launch import TrainingFailed, train_in_fresh_process
+from keras_repro.training.progress import eta, run_label
 
 pytest.importorskip("tensorflow")
 from keras_repro.training.recording import pass_digests
@@ -118,3 +120,15 @@ def test_the_launcher_fixes_the_child_environment(tmp_path, tiny_dataset, monkey
     assert record.fingerprint["gpu_assignment"] is None, "device: cpu takes no card"
     assert not (tmp_path / "locks").exists()
     assert "epoch 1/1 done" in (tmp_path / "train.log").read_text()
+
+
+def test_progress_names_the_cell_and_estimates_from_the_steps_after_the_first():
+    settings = tiny_run(812, 2, model="lstm_rows")
+    settings = dataclasses.replace(settings, backend="jax")
+    assert run_label(settings) == "lstm_rows on jax, seed 812 repeat 2"
+    assert run_label(settings, segment=3) == "lstm_rows on jax, seed 812 segment 3"
+    unseeded = dataclasses.replace(settings, arm="unseeded")
+    assert run_label(unseeded).startswith("unseeded lstm_rows on jax, seed 812")
+    # the first step (JAX compiles there) is left out: 9 steady steps took 9 s, 90 to go
+    assert eta(9.0, 10, 100) == "ETA 1 min 30 s"
+    assert eta(0.0, 1, 100) == "ETA ?" and eta(5.0, 100, 100) == "done"

@@ -49,6 +49,9 @@ class KnownLimit:
     reason: str
     source: str
     matches: Callable[[Any], bool] = field(compare=False, repr=False)
+    # The op is in the gradient the backend builds, so only a layer a gradient flows through
+    # counts (else: the layer counts anywhere in the model, its own computation the limit).
+    in_gradient: bool = True
 
 
 KNOWN_LIMITS = (
@@ -95,6 +98,21 @@ KNOWN_LIMITS = (
         source=TORCH_DOCS,
         matches=_resizes(("UpSampling2D", "Resizing"), ("bicubic",)),
     ),
+    KnownLimit(
+        backend="tensorflow",
+        device="gpu",
+        layers="LSTM, GRU or SimpleRNN with recurrent_dropout > 0",
+        op="recurrent dropout (the generic RNN loop)",
+        reason="with recurrent_dropout > 0 the layer cannot use cuDNN and runs the generic loop, "
+        "which was reported not to repeat bit for bit on a GPU even with op determinism on",
+        source="https://github.com/keras-team/keras/issues/17983 ; "
+        "https://github.com/tensorflow/tensorflow/issues/60170",
+        matches=lambda layer: (
+            bool(_classes(layer) & {"LSTM", "GRU", "SimpleRNN", "RNN"})
+            and bool(getattr(layer, "recurrent_dropout", 0))
+        ),
+        in_gradient=False,
+    ),
 )
 
 
@@ -138,8 +156,10 @@ def limit_layers(model: Any, backend: str, device: str) -> list[tuple[KnownLimit
     """Each known limit of ``backend`` on ``device`` that ``model`` hits, with its layers."""
     found = []
     candidates = [lim for lim in KNOWN_LIMITS if (lim.backend, lim.device) == (backend, device)]
-    layers = list(backpropagated_layers(model)) if candidates else []
+    backpropagated = list(backpropagated_layers(model)) if candidates else []
+    everywhere = list(walk_layers(model)) if candidates else []
     for limit in candidates:
+        layers = backpropagated if limit.in_gradient else everywhere
         hit = [path for path, layer in layers if limit.matches(layer)]
         if hit:
             found.append((limit, hit))

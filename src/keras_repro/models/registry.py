@@ -29,6 +29,7 @@ ZOO = {
     "lstm_rows": "lstm_rows",
     "upsampling_cnn": "upsampling_cnn",
     "attention": "attention",
+    "augmented_cnn": "augmented_cnn",
 }
 NAMES = ("recipe", *ZOO)
 PACKAGE_DIR = Path(__file__).resolve().parent  # the zoo's files

@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from keras_repro.config import RunSettings
+from keras_repro.models import model_name
 
 MARKER = "progress: "
 # Several runs side by side each print a line this often at most, besides one per epoch.
 INTERVAL_SECONDS = 15.0
 
 
-def run_label(settings: RunSettings) -> str:
-    label = f"seed {settings.seed} repeat {settings.repeat}"
+def run_label(settings: RunSettings, segment: int | None = None) -> str:
+    """Which run: its cell (model on backend), seed and repeat, the control arm's, or a
+    segment replayed of it."""
+    label = f"{model_name(settings['model'])} on {settings.backend}, seed {settings.seed}"
+    label += f" segment {segment}" if segment is not None else f" repeat {settings.repeat}"
     return label if settings.arm == "seeded" else f"{settings.arm} {label}"
 
 
@@ -33,11 +37,12 @@ def progress_line(label: str, epoch: int, epochs: int, step: int, steps: int, lo
     )
 
 
-def eta(elapsed: float, done: int, total: int) -> str:
-    """The time left at the pace so far, or "done"."""
+def eta(steady: float, done: int, total: int) -> str:
+    """The time left at the pace of the steps after the first (``steady``: the seconds they
+    took; the first step compiles, on JAX for long), or "done"."""
     if done >= total:
         return "done"
-    return "ETA " + (_duration(elapsed / done * (total - done)) if done else "?")
+    return "ETA " + (_duration(steady / (done - 1) * (total - done)) if done > 1 else "?")
 
 
 class ProgressForwarder:

@@ -30,6 +30,7 @@ from keras_repro.records import (
     verify_checkpoint_file,
 )
 from keras_repro.training.checkpointing import RandomRestore, StateAt, random_part, restore
+from keras_repro.training.progress_callback import Progress
 from keras_repro.training.run import fit, record
 from keras_repro.training.setup import (
     Built,
@@ -118,6 +119,7 @@ def replay_segment(
                 end_state,
             ),
             evaluate=last == settings["epochs"] * steps_per_epoch,
+            progress=Progress(settings, segment=index, total_steps=last - first + 1),
         )
     else:
         results = _fit_inside_epochs(built, prepared, first, last, checkpoint, end_state)

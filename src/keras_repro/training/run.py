@@ -131,6 +131,7 @@ def fit(
     epochs: int | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     evaluate: bool = True,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """``fit`` from ``initial_epoch`` to ``epochs`` (default: the run's) with validation on
     the test split, then ``evaluate()``; an op without a deterministic kernel is raised as
@@ -138,7 +139,7 @@ def fit(
     verbose = 1 if sys.stdout.isatty() else 2
     callbacks = [
         *built.callbacks(),
-        Progress(settings),
+        progress or Progress(settings),
         *prepared.pipeline.fit_callbacks(prepared.train_data, prepared.test_data),
         *extra_callbacks,
     ]
