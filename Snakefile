@@ -15,6 +15,8 @@ wildcard_constraints:
     repeat=r"\d+",
     process=r"\d+",
     segment=r"\d+",
+    pair=r"(repeat|segment)\d+",
+    side=r"reference|other",
     name=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     backend="|".join(KNOWN_BACKENDS),

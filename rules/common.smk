@@ -19,7 +19,7 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
 from keras_repro.backends import BACKENDS as KNOWN_BACKENDS, missing_frameworks
-from keras_repro.comparison import ReferenceError, check_place
+from keras_repro.comparison import ReferenceError, check_place, read_partings
 from keras_repro.config import ConfigError, run_config, validate_config
 from keras_repro.models import ModelError, matrix_models, model_sha256
 from keras_repro.pipelines import RESUMES_MID_EPOCH
@@ -72,6 +72,12 @@ NONDETERMINISTIC_RUN = (
     "results/control/{model}/{backend}/nondeterministic/seed{seed}/repeat{repeat}"
 )
 MODEL_CHECK = "results/models/{model}/{backend}/model.json"
+# The noise floor's runs (noise.repeats): the first seed with determinism off, more seeds with
+# it on.
+NOISE_OFF = "results/noise/{model}/{backend}/nondeterministic/repeat{repeat}"
+NOISE_SEED = "results/noise/{model}/{backend}/seeds/seed{seed}"
+# A pair that parted, one side replayed step by step (the zoom).
+ZOOM = "results/zoom/{model}/{backend}/seed{seed}/{pair}"
 VERDICT = "results/report/verdict.txt"
 MATRIX_PAGE = "results/report/report.html"
 FRONT_PAGE = "results/report/front_page.rst"
@@ -132,7 +138,10 @@ def verification():
             "checkpoints.every_epochs to replay segments."
         )
     return dict(
-        requested=requested, used=used, why=why, draw_seed=config["segments"]["draw_seed"]
+        requested=requested,
+        used=used,
+        why=why,
+        draw_seed=config["segments"]["draw_seed"],
     )
 
 
@@ -241,6 +250,37 @@ def checkpoint_folder(run):
     return directory(f"{run}/checkpoints") if CHECKPOINTS else []
 
 
+def noise_seeds():
+    """The seeds the noise floor trains with determinism on: after the first configured one,
+    none of the configured ones."""
+    count, chosen, seed = config["noise"]["repeats"] or 0, [], config["seeds"][0]
+    while len(chosen) < count:
+        seed += 1
+        if seed not in config["seeds"]:
+            chosen.append(seed)
+    return chosen
+
+
+def noise_files(group, name, model, backend):
+    """``name`` of every run of one group of the noise floor (none when it is off)."""
+    count = config["noise"]["repeats"] or 0
+    if group == "nondeterministic":
+        return expand(
+            f"{NOISE_OFF}/{{name}}",
+            model=model,
+            backend=backend,
+            repeat=range(1, count + 1),
+            name=name,
+        )
+    return expand(
+        f"{NOISE_SEED}/{{name}}",
+        model=model,
+        backend=backend,
+        seed=noise_seeds(),
+        name=name,
+    )
+
+
 def segment_files(name, model, backend):
     """``name`` of every segment replayed of one cell's runs (none unless verify: segments)."""
     return expand(
@@ -258,7 +298,9 @@ def checkpoint_folders():
     empties them once it has passed)."""
     if not CHECKPOINTS:
         return []
-    return [str(Path(path).parent / "checkpoints") for path in seeded_files("history.json")]
+    return [
+        str(Path(path).parent / "checkpoints") for path in seeded_files("history.json")
+    ]
 
 
 def seeded_files(name):
@@ -283,17 +325,20 @@ def control_files(arm, name, model, backend):
     )
 
 
-def training_params(arm):
+def training_params(arm, checkpoints=True, entry="keras_repro.training.cli"):
     """What every training job passes its script, each a rerun trigger but the operational;
-    the run settings are one value."""
+    the run settings are one value (without the checkpoints' interval for runs that save
+    none: the control arm, the noise floor); ``entry``: the module the training process
+    runs (a replay's, for replay_segment)."""
+    checkpoints = checkpoints and arm == "seeded"
     return dict(
         arm=arm,
         op_determinism=arm != "nondeterministic",
-        settings=cell_run_config if arm == "seeded" else control_run_config,
+        settings=cell_run_config if checkpoints else control_run_config,
         model_sha256=cell_model_sha256,
         backend=lambda wildcards: wildcards.backend,
-        save_checkpoints=arm == "seeded",
-        code=code("train.py", "keras_repro.training.cli"),
+        save_checkpoints=checkpoints,
+        code=code("train.py", entry),
         runs_per_gpu=operational(config["runs_per_gpu"]),
         gpu_lock_dir=operational("results/.gpu-locks"),
     )
@@ -307,7 +352,11 @@ def perturbation(wildcards):
         perturb["repeat"],
     ):
         return None
-    return {"step": perturb["step"], "variable": perturb["variable"]}
+    return {
+        "step": perturb["step"],
+        "variable": perturb["variable"],
+        "batch": perturb["batch"],
+    }
 
 
 def cell_evidence(model, backend):
@@ -326,6 +375,12 @@ def cell_evidence(model, backend):
         manifest=dataset_manifest(),
         segments=segment_files("history.json", model, backend),
         segment_traces=segment_files("trace.npz", model, backend),
+        noise_nondeterministic=noise_files(
+            "nondeterministic", "history.json", model, backend
+        ),
+        noise_seeds=noise_files("seeds", "history.json", model, backend),
+        noise_traces=noise_files("nondeterministic", "trace.npz", model, backend)
+        + noise_files("seeds", "trace.npz", model, backend),
     )
 
 
@@ -333,18 +388,59 @@ def cell_files(wildcards):
     return cell_evidence(wildcards.model, wildcards.backend)
 
 
+def partings(model, backend):
+    """The pairs of a cell that parted (find_partings' list, once it has run)."""
+    listed = checkpoints.find_partings.get(model=model, backend=backend).output[0]
+    return read_partings(listed)
+
+
+def zoom_files(model, backend):
+    """Both sides' zoom records of every pair of a cell that parted."""
+    return [
+        f"{ZOOM}/{side}.json".format(
+            model=model, backend=backend, seed=parting.seed, pair=parting.pair
+        )
+        for parting in partings(model, backend)
+        for side in ("reference", "other")
+    ]
+
+
+def cell_zooms(wildcards):
+    return zoom_files(wildcards.model, wildcards.backend)
+
+
+def every_zoom(wildcards):
+    return [path for model, backend in CELLS for path in zoom_files(model, backend)]
+
+
+def zoom_parting(wildcards):
+    """The parting a zoom job replays one side of."""
+    for parting in partings(wildcards.model, wildcards.backend):
+        if (parting.seed, parting.pair) == (int(wildcards.seed), wildcards.pair):
+            return parting
+    raise WorkflowError(f"no pair {wildcards.pair} of seed {wildcards.seed} parted")
+
+
+def zoom_side(wildcards):
+    return zoom_parting(wildcards).sides[wildcards.side]
+
+
 def cell_reports(name):
     """``name`` (summary.json, report.html...) of every cell's report."""
     return [f"{CELL_REPORT}/{name}".format(model=m, backend=b) for m, b in CELLS]
 
 
-def matrix_cells():
-    """Each cell and its evidence, for the matrix and the verdict; the files are inputs too."""
+def matrix_cells(zooms=False):
+    """Each cell and its evidence, for the matrix and the verdict (with its zoom records once
+    they exist: ``zooms``); the files are inputs too."""
     return [
         dict(
             model=model,
             backend=backend,
-            evidence=cell_evidence(model, backend),
+            evidence={
+                **cell_evidence(model, backend),
+                **({"zooms": zoom_files(model, backend)} if zooms else {}),
+            },
             summary=f"{CELL_REPORT}/summary.json".format(model=model, backend=backend),
             page=f"{CELL_REPORT}/report.html".format(model=model, backend=backend),
         )

@@ -1,8 +1,29 @@
+# The pairs of a cell that parted: each is replayed step by step (rule zoom, in train.smk) from
+# the last checkpoint both agree in, before the cell is compared. A clean cell lists none.
+checkpoint find_partings:
+    input:
+        unpack(cell_files),
+    output:
+        f"{CELL_REPORT}/partings.json",
+    log:
+        "results/logs/find_partings/{model}/{backend}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        **evidence_params(),
+        every=config["trace"]["every_steps"],
+        code=code("find_partings.py"),
+    script:
+        "../scripts/find_partings.py"
+
+
 # One cell (a model on a backend): every run compared, and the cell's report written. It never
 # fails on a mismatch: the verdict does, after the matrix is written.
 rule compare:
     input:
         unpack(cell_files),
+        zooms=cell_zooms,
     output:
         summary=f"{CELL_REPORT}/summary.json",
         markdown=f"{CELL_REPORT}/report.md",
@@ -47,6 +68,7 @@ rule compare:
 rule matrix:
     input:
         all_evidence(),
+        every_zoom,
         summaries=cell_reports("summary.json"),
     output:
         html=report(
@@ -64,7 +86,7 @@ rule matrix:
         "../envs/analysis.yaml"
     params:
         **evidence_params(),
-        cells=matrix_cells(),
+        cells=lambda wildcards: matrix_cells(zooms=True),
         code=code("matrix.py"),
     script:
         "../scripts/matrix.py"
@@ -76,6 +98,7 @@ rule matrix:
 rule verdict:
     input:
         all_evidence(),
+        every_zoom,
         summaries=cell_reports("summary.json"),
         matrix=rules.matrix.output.matrix,
     output:
@@ -87,7 +110,7 @@ rule verdict:
         "../envs/analysis.yaml"
     params:
         **evidence_params(),
-        cells=matrix_cells(),
+        cells=lambda wildcards: matrix_cells(zooms=True),
         remove_checkpoints=operational(
             [] if config["keep_checkpoints"] else checkpoint_folders()
         ),

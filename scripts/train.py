@@ -42,6 +42,7 @@ train_in_fresh_process(
         op_determinism=params.op_determinism,
         perturb_step=params.perturb["step"] if params.perturb else None,
         perturb_variable=params.perturb["variable"] if params.perturb else None,
+        perturb_batch=bool(params.perturb and params.perturb["batch"]),
         dataset_sha256=recorded_sha256(snakemake.input.manifest),
         data_spec=recorded_spec(snakemake.input.manifest),
         model_sha256=params.model_sha256,

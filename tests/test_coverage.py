@@ -101,7 +101,9 @@ def test_a_planted_nudge_is_said_as_planted_with_its_variable(tmp_path):
     paths = ReportPaths.in_folder(tmp_path / "report")
     write_report(Evidence(records, draws, manifest=manifest), paths)
     nudges = json.loads(paths.summary.read_text())["coverage"]["nudges"]
-    assert nudges == [{"seed": 812, "repeat": 2, "step": 3, "variable": "sequential/dense/bias"}]
+    assert nudges == [
+        {"seed": 812, "repeat": 2, "step": 3, "variable": "sequential/dense/bias", "batch": False}
+    ]
     html = paths.html.read_text()
     assert (
         '<p class="planted">Planted: a deliberate one-ULP nudge in seed 812 repeat 2 after step 3, '

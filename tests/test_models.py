@@ -247,7 +247,7 @@ def test_own_npz_data_and_a_subclassed_model_then_an_edit_retrains_only_its_runs
     with (workdir / "small.py").open("a") as handle:
         handle.write("\n# an edit\n")
     planned = planned_rules(snakemake(workdir, "-n"))
-    assert planned == {"check_model", "train", "compare", "matrix", "verdict"}
+    assert planned == {"check_model", "train", "find_partings", "compare", "matrix", "verdict"}
 
     refused = snakemake(workdir, "--config", "model=recipe")
     assert refused.returncode != 0

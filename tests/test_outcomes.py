@@ -342,10 +342,12 @@ def test_a_run_tensorflow_refuses_ends_as_a_failed_outcome_naming_the_op(tmp_pat
     log = record.with_name("train.log").read_text()
     assert "training stopped: op determinism: FailedPreconditionError: Timestamp" in log
     assert sorted(p.name for p in record.parent.iterdir()) == [
+        "checkpoints",
         "history.json",
         "trace.npz",
         "train.log",
     ]
+    assert list(record.with_name("checkpoints").iterdir()) == [], "no checkpoint of a failed run"
 
 
 @pytest.mark.parametrize("status", ["failed", "not-possible"])

@@ -19,14 +19,15 @@ from keras_repro.config.settings import run_setting_keys
 pytestmark = pytest.mark.workflow
 
 TRAINING = ("train", "train_unseeded", "train_nondeterministic")
-JUDGED = ("compare", "matrix", "verdict")  # a cell's comparison, the matrix, the verdict
+# a cell's pairs that parted, its comparison, the matrix, the verdict
+JUDGED = ("find_partings", "compare", "matrix", "verdict")
 EVERYTHING = (
     "download",
     "build_dataset",
     "check_model",
     *TRAINING,
     "initializers",
-    *("compare", "matrix", "verdict"),
+    *JUDGED,
 )
 FROM_DATA = ("download", "build_dataset", "check_model", *TRAINING, *JUDGED)
 FROM_BUILD = ("build_dataset", "check_model", *TRAINING, *JUDGED)
@@ -41,6 +42,8 @@ FROM_SEEDED_TRAIN = ("train", *JUDGED)
 FROM_CONTROL_TRAIN = ("train_unseeded", "train_nondeterministic", *JUDGED)
 FROM_INITIALIZERS = ("initializers", *JUDGED)
 FROM_COMPARE = JUDGED
+# The report's own code: the pairs to zoom into are found without it.
+REPORT_CODE = ("compare", "matrix", "verdict")
 FROM_MATRIX = ("matrix", "verdict")
 NOTHING = ()
 
@@ -88,11 +91,16 @@ CONFIG_RERUNS = [
     ("verify", "verify=segments", ("replay_segment", *JUDGED)),
     ("segments.replay, .draw_seed", "segments={replay: 1, draw_seed: 3}", NOTHING),
     ("keep_checkpoints", "keep_checkpoints=false", NOTHING),
+    (
+        "noise.repeats",
+        "noise={repeats: 2}",
+        ("train_noise_nondeterministic", "train_noise_seed", *JUDGED),
+    ),
     ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
     ("reference", "reference=REFERENCE", FROM_COMPARE),
     ("reference_drift", "reference_drift=fail", FROM_COMPARE),
     (
-        "perturb.seed, .repeat, .step, .variable",
+        "perturb.seed, .repeat, .step, .variable, .batch",
         "perturb={seed: 42, repeat: 2, step: 3}",
         FROM_SEEDED_TRAIN,
     ),
@@ -123,11 +131,12 @@ CONFIG_KEYS = {
     "subset.train, subset.test": ["subset.train", "subset.test"],
     "comparison.mode, .rtol, .atol": ["comparison.mode", "comparison.rtol", "comparison.atol"],
     "segments.replay, .draw_seed": ["segments.replay", "segments.draw_seed"],
-    "perturb.seed, .repeat, .step, .variable": [
+    "perturb.seed, .repeat, .step, .variable, .batch": [
         "perturb.seed",
         "perturb.repeat",
         "perturb.step",
         "perturb.variable",
+        "perturb.batch",
     ],
     "train_resources.mem_mb, .runtime": ["train_resources.mem_mb", "train_resources.runtime"],
     "download.timeout, .attempts, .backoff_seconds": [
@@ -143,13 +152,15 @@ CONFIG_KEYS = {
 FILE_RERUNS = [
     ("scripts/build_dataset.py", FROM_BUILD),
     ("scripts/check_model.py", FROM_MODEL),
-    ("scripts/compare.py", FROM_COMPARE),
+    ("scripts/compare.py", REPORT_CODE),
     ("scripts/download.py", FROM_DATA),
     ("scripts/export_reference.py", NOTHING),
+    ("scripts/find_partings.py", FROM_COMPARE),
     ("scripts/initializers.py", FROM_INITIALIZERS),
     ("scripts/matrix.py", FROM_MATRIX),
     ("scripts/train.py", FROM_TRAIN),
     ("scripts/verdict.py", ("verdict",)),
+    ("scripts/zoom.py", NOTHING),
     ("src/keras_repro/__init__.py", EVERYTHING),
     ("src/keras_repro/backends/__init__.py", BACKEND_CODE),
     ("src/keras_repro/backends/common.py", BACKEND_CODE),
@@ -167,15 +178,17 @@ FILE_RERUNS = [
     ("src/keras_repro/comparison/initializer_checks.py", FROM_COMPARE),
     ("src/keras_repro/comparison/matrix.py", FROM_MATRIX),
     ("src/keras_repro/comparison/matrix_json.py", FROM_MATRIX),
+    ("src/keras_repro/comparison/noise.py", FROM_COMPARE),
     ("src/keras_repro/comparison/pairs.py", FROM_COMPARE),
     ("src/keras_repro/comparison/reference.py", FROM_COMPARE),
     ("src/keras_repro/comparison/segments.py", FROM_COMPARE),
     ("src/keras_repro/comparison/steps.py", FROM_COMPARE),
     ("src/keras_repro/comparison/summarize.py", FROM_COMPARE),
     ("src/keras_repro/comparison/summary.py", FROM_COMPARE),
-    ("src/keras_repro/comparison/summary_json.py", FROM_COMPARE),
+    ("src/keras_repro/comparison/summary_json.py", REPORT_CODE),
     ("src/keras_repro/comparison/verdict.py", ("verdict",)),
     ("src/keras_repro/comparison/wording.py", FROM_COMPARE),
+    ("src/keras_repro/comparison/zoom.py", FROM_COMPARE),
     ("src/keras_repro/config/__init__.py", EVERYTHING),
     ("src/keras_repro/config/config.schema.yaml", NOTHING),
     ("src/keras_repro/config/docs.py", NOTHING),
@@ -210,20 +223,21 @@ FILE_RERUNS = [
     ("src/keras_repro/records/outcomes.py", FROM_TRAIN),
     ("src/keras_repro/records/record.py", FROM_TRAIN),
     ("src/keras_repro/records/trace.py", FROM_TRAIN),
-    ("src/keras_repro/report/__init__.py", FROM_COMPARE),
-    ("src/keras_repro/report/cell.py", FROM_COMPARE),
+    ("src/keras_repro/records/zoom.py", FROM_COMPARE),
+    ("src/keras_repro/report/__init__.py", REPORT_CODE),
+    ("src/keras_repro/report/cell.py", REPORT_CODE),
     ("src/keras_repro/report/cli.py", NOTHING),
-    ("src/keras_repro/report/front_page.py", FROM_COMPARE),
+    ("src/keras_repro/report/front_page.py", REPORT_CODE),
     ("src/keras_repro/report/matrix_pages.py", FROM_MATRIX),
-    ("src/keras_repro/report/plots.py", FROM_COMPARE),
-    ("src/keras_repro/report/render.py", FROM_COMPARE),
-    ("src/keras_repro/report/tables.py", FROM_COMPARE),
-    ("src/keras_repro/report/templates/front_page.rst.j2", FROM_COMPARE),
+    ("src/keras_repro/report/plots.py", REPORT_CODE),
+    ("src/keras_repro/report/render.py", REPORT_CODE),
+    ("src/keras_repro/report/tables.py", REPORT_CODE),
+    ("src/keras_repro/report/templates/front_page.rst.j2", REPORT_CODE),
     ("src/keras_repro/report/templates/front_page_matrix.rst.j2", FROM_MATRIX),
     ("src/keras_repro/report/templates/matrix.html.j2", FROM_MATRIX),
     ("src/keras_repro/report/templates/matrix.md.j2", FROM_MATRIX),
-    ("src/keras_repro/report/templates/report.html.j2", FROM_COMPARE),
-    ("src/keras_repro/report/templates/report.md.j2", FROM_COMPARE),
+    ("src/keras_repro/report/templates/report.html.j2", REPORT_CODE),
+    ("src/keras_repro/report/templates/report.md.j2", REPORT_CODE),
     ("src/keras_repro/training/__init__.py", TRAINING_FACE),
     ("src/keras_repro/training/checkpointing.py", FROM_TRAIN),
     ("src/keras_repro/training/cli.py", FROM_TRAIN),
@@ -235,9 +249,10 @@ FILE_RERUNS = [
     ("src/keras_repro/training/progress.py", FROM_TRAIN),
     ("src/keras_repro/training/progress_callback.py", FROM_TRAIN),
     ("src/keras_repro/training/recording.py", FROM_TRAIN),
-    ("src/keras_repro/training/replay.py", FROM_TRAIN),
+    ("src/keras_repro/training/replay.py", NOTHING),
     ("src/keras_repro/training/run.py", FROM_TRAIN),
     ("src/keras_repro/training/setup.py", FROM_TRAIN),
+    ("src/keras_repro/training/zoom.py", NOTHING),
     ("src/keras_repro/workflow/__init__.py", FROM_TRAIN),
     ("src/keras_repro/workflow/command.py", NOTHING),
     ("src/keras_repro/workflow/processes.py", FROM_TRAIN),

@@ -163,7 +163,7 @@ def test_training_runs_in_slurm_jobs_bit_equal_to_the_local_run(slurm_run, finis
 def test_the_profile_places_every_job(slurm_run):
     _workdir, jobs = slurm_run
     rules = {rule_of(job) for job in jobs}
-    # download and verdict are local rules: they ran on the submit host
+    # download, find_partings, matrix and verdict are local rules: they ran on the submit host
     assert rules == {
         "rule_build_dataset",
         "rule_check_model",

@@ -93,7 +93,7 @@ def _rewritten(path, **arrays):
         ({"step_loss": np.zeros(12, np.float64)}, "step_loss: a 1-d float64 array"),
         ({"weight_digests": np.zeros((5, 2, 32), np.uint8)}, "weight_digests has shape"),
         ({"checkpoint_steps": np.array([3, 3, 6, 9, 12], np.int64)}, "not increasing steps"),
-        ({"checkpoint_steps": np.array([3, 6, 9, 12, 99], np.int64)}, "within 1..12"),
+        ({"checkpoint_steps": np.array([3, 6, 9, 12, 99], np.int64)}, "within 0..12"),
         ({"extra": np.zeros(1)}, "not the members of a trace"),
         ({"variable_names": np.array([b"a"] * 3)}, "variable_names: a 1-d |S1 array"),
     ],
@@ -106,7 +106,8 @@ def test_a_malformed_trace_is_refused_naming_what_is_wrong(tmp_path, arrays, rea
 
 def test_a_trace_longer_than_its_record_allows_is_refused_before_inflating(tmp_path):
     bounds = TraceBounds.from_settings({"epochs": 1, "steps_per_epoch": 6, "trace_every": 3})
-    assert (bounds.steps, bounds.checkpoints, bounds.steps_per_epoch) == (6, 3, 6)
+    # a checkpoint every 3 steps, at the epoch's end, and step 0 (the initial weights)
+    assert (bounds.steps, bounds.checkpoints, bounds.steps_per_epoch) == (6, 4, 6)
     write_trace(make_trace(), tmp_path / "trace.npz")
     with pytest.raises(TraceError, match="12 steps, more than the 6 its record allows"):
         read_trace(tmp_path / "trace.npz", bounds)

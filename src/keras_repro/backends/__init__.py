@@ -14,7 +14,9 @@ Each backend module has:
 - ``make_step_recorder(train_steps, test_steps, first_step) -> StepRecorder``: the in-step
   recorder;
 - ``global_random_state() -> dict`` and ``restore_global_random_state(state)``: the random
-  state a run draws from outside Keras' seed generators, which a checkpoint saves.
+  state a run draws from outside Keras' seed generators, which a checkpoint saves;
+- ``host_callback(function, *tensors)`` and ``flush()``: the tensors' values handed to a host
+  function from inside a train step (what the zoom records).
 
 A backend module imports its framework inside its functions only, so that the rules without
 it (compare, verdict) can still ask which fields can change a result. ``load_backend`` is the

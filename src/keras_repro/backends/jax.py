@@ -181,6 +181,23 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def host_callback(function: Any, *tensors: Any) -> None:
+    """Call ``function`` with the tensors' values on the host, from inside a train step (under
+    ``jax.grad`` too: an ordered debug callback; ``flush`` waits for the calls)."""
+    import jax
+
+    jax.debug.callback(
+        lambda *values: function(*(np.asarray(v) for v in values)), *tensors, ordered=True
+    )
+
+
+def flush() -> None:
+    """Wait until every host callback made so far has run."""
+    import jax
+
+    jax.effects_barrier()
+
+
 def global_random_state() -> dict[str, np.ndarray]:
     """None here: Keras draws JAX's random numbers from its seed generators' variables, which
     a checkpoint saves with the model."""

@@ -108,8 +108,11 @@ KNOWN_LIMITS = (
         source="https://github.com/keras-team/keras/issues/17983 ; "
         "https://github.com/tensorflow/tensorflow/issues/60170",
         matches=lambda layer: (
-            bool(_classes(layer) & {"LSTM", "GRU", "SimpleRNN", "RNN"})
-            and bool(getattr(layer, "recurrent_dropout", 0))
+            "RNN" in _classes(layer)
+            and bool(
+                getattr(layer, "recurrent_dropout", 0)
+                or getattr(getattr(layer, "cell", None), "recurrent_dropout", 0)
+            )
         ),
         in_gradient=False,
     ),

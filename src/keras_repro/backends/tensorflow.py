@@ -110,6 +110,21 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def host_callback(function: Any, *tensors: Any) -> None:
+    """Call ``function`` with the tensors' values on the host, from inside a train step (eager
+    or a ``tf.function``)."""
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        function(*(np.asarray(t) for t in tensors))
+    else:
+        tf.py_function(lambda *values: function(*(v.numpy() for v in values)), list(tensors), [])
+
+
+def flush() -> None:
+    """Nothing to wait for: a host callback has run when the step returns."""
+
+
 def global_random_state() -> dict[str, np.ndarray]:
     """None here: Keras draws TensorFlow's random numbers statelessly from its seed
     generators' variables, which a checkpoint saves with the model."""

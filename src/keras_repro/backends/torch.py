@@ -150,6 +150,15 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def host_callback(function: Any, *tensors: Any) -> None:
+    """Call ``function`` with the tensors' values on the host (torch's steps run eagerly)."""
+    function(*(_to_numpy(t) for t in tensors))
+
+
+def flush() -> None:
+    """Nothing to wait for: a host callback has run when it returns."""
+
+
 def global_random_state() -> dict[str, np.ndarray]:
     """The random state outside Keras' seed generators that a run draws from here: torch's
     global generators (an unseeded ``Dropout`` draws from them). Saved with a checkpoint."""

@@ -12,7 +12,12 @@ in ``summary.Comparison.failures``; the report's templates show it.
 
 from keras_repro.comparison.compare import Divergence, Tolerance
 from keras_repro.comparison.coverage import folded_fingerprint, planted
-from keras_repro.comparison.evidence import Evidence, compare_evidence, job_evidence
+from keras_repro.comparison.evidence import (
+    Evidence,
+    compare_evidence,
+    find_cell_partings,
+    job_evidence,
+)
 from keras_repro.comparison.matrix import Cell, Matrix, build_matrix, workflow_cells
 from keras_repro.comparison.matrix_json import matrix_to_json
 from keras_repro.comparison.reference import ReferenceError, check_place, export_reference
@@ -29,9 +34,11 @@ from keras_repro.comparison.wording import (
     covered,
     describe_divergence,
     headline,
+    noise_sentence,
     problems,
     verified_by,
 )
+from keras_repro.comparison.zoom import Parting, read_partings, write_partings
 
 __all__ = [
     "Cell",
@@ -40,6 +47,7 @@ __all__ = [
     "Divergence",
     "Evidence",
     "Matrix",
+    "Parting",
     "ReferenceError",
     "Tolerance",
     "TraceComparison",
@@ -52,18 +60,22 @@ __all__ = [
     "covered",
     "describe_divergence",
     "export_reference",
+    "find_cell_partings",
     "folded_fingerprint",
     "headline",
     "job_evidence",
     "judge",
     "judge_matrix",
     "matrix_to_json",
+    "noise_sentence",
     "planted",
     "problems",
+    "read_partings",
     "read_summary",
     "step_ulps",
     "summary_to_json",
     "verified_by",
     "workflow_cells",
+    "write_partings",
     "write_summary",
 ]

@@ -43,8 +43,14 @@ class Nudge:
     repeat: int
     step: int
     variable: str
+    batch: bool = False  # two examples swapped in the step's batch, not a weight nudged
 
     def describe(self) -> str:
+        if self.batch:
+            return (
+                f"a deliberate swap of two examples in the batch fed to seed {self.seed} "
+                f"repeat {self.repeat} at step {self.step}"
+            )
         return (
             f"a deliberate one-ULP nudge in seed {self.seed} repeat {self.repeat} after step "
             f"{self.step}, {self.variable}"
@@ -98,7 +104,8 @@ def _nudge(run: Run) -> Nudge | None:
     variable = settings.get("perturb_variable") or (
         run.trace.variable_names[0] if run.trace is not None else "the first weight variable"
     )
-    return Nudge(run.record.seed, run.record.repeat, settings["perturb_step"], variable)
+    batch = bool(settings.get("perturb_batch"))
+    return Nudge(run.record.seed, run.record.repeat, settings["perturb_step"], variable, batch)
 
 
 def describe_coverage(runs: list[Run], manifest: dict[str, Any] | None) -> Coverage:

@@ -82,6 +82,13 @@ def explain(
             "the weights are identical, so the metric computation differs, or the record was "
             "changed after training"
         )
+    initial = trace.first_weight_checkpoint if trace is not None else None
+    if initial is not None and initial.step == 0:
+        return "initialisation", (
+            "the initial weights differ, before the first step, in "
+            f"{', '.join(initial.variables)}: the model's initialisation did not repeat (an "
+            "initializer drawing from an unseeded source?)"
+        )
     if trace is not None and not trace.identical:
         where = []
         if trace.first_loss_step:

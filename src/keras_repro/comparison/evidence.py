@@ -23,6 +23,7 @@ from keras_repro.comparison.reference import (
 from keras_repro.comparison.segments import read_replays
 from keras_repro.comparison.summarize import summarize
 from keras_repro.comparison.summary import Comparison
+from keras_repro.comparison.zoom import Parting, find_partings, parted_pairs
 from keras_repro.records import (
     RefusedRecord,
     Run,
@@ -44,6 +45,9 @@ class Evidence:
     # The matrix cell (model name, backend) the runs are: a reference's other cells are left out.
     cell: tuple[str, str] | None = None
     segments: list[Path] = field(default_factory=list)  # the replayed segments' records
+    zooms: list[Path] = field(default_factory=list)  # the zoom records of the pairs that parted
+    # The noise floor's runs: one seed with determinism off, more seeds with it on (noise:).
+    noise: dict[str, list[Path]] | None = None
     # How the seeds are proven: {"requested", "used", "why", "draw_seed"} (verify: segments).
     verify: dict[str, Any] | None = None
 
@@ -55,6 +59,9 @@ FILES = (
     "nondeterministic",
     "manifest",
     "segments",
+    "zooms",
+    "noise_nondeterministic",
+    "noise_seeds",
 )
 
 
@@ -62,7 +69,9 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
     """The evidence from a job's named inputs and params, as ``rules/common.smk`` names them
     (``cell_evidence``, ``evidence_params``): shared by the compare adapter and, per cell, by
     the matrix and verdict adapters (``inputs`` a mapping there)."""
-    files = inputs if isinstance(inputs, dict) else {name: getattr(inputs, name) for name in FILES}
+    files = (
+        inputs if isinstance(inputs, dict) else {name: getattr(inputs, name, []) for name in FILES}
+    )
     return Evidence(
         list(files["records"]),
         list(files["initializers"]),
@@ -75,6 +84,13 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
         manifest=files["manifest"],
         cell=cell,
         segments=list(files.get("segments", [])),
+        zooms=list(files.get("zooms", [])),
+        noise={
+            "nondeterministic": list(files.get("noise_nondeterministic", [])),
+            "seeds": list(files.get("noise_seeds", [])),
+        }
+        if files.get("noise_seeds")
+        else None,
         verify=params.verify,
     )
 
@@ -97,6 +113,15 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
     refused += refused_here
     replays, refused_here = _replays_of(runs, replays)
     refused += refused_here
+    noise = None
+    if evidence.noise is not None:
+        noise_runs = []
+        for arm in ("nondeterministic", "seeds"):
+            found, records, refused_here = split_outcomes(evidence.noise[arm])
+            trained, refused_there = read_runs(records)
+            noise_runs.append(trained)
+            refused += refused_here + refused_there
+        noise = (noise_runs[0], noise_runs[1])
     draws = [json.loads(Path(path).read_text()) for path in evidence.initializers]
     compared = None
     if evidence.reference is not None:
@@ -120,6 +145,8 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
         outcomes=outcomes,
         replays=replays,
         verify=evidence.verify,
+        zooms=evidence.zooms,
+        noise=noise,
     )
     return comparison, runs
 
@@ -146,3 +173,10 @@ def _replays_of(runs: list[Run], replays: list[Run]) -> tuple[list[Run], list[Re
         else:
             kept.append(replay)
     return kept, refused
+
+
+def find_cell_partings(evidence: Evidence, every: int) -> list[Parting]:
+    """The pairs of a cell's comparison to zoom into (``every``: the trace's steps between
+    weight checkpoints, the window kept in full)."""
+    comparison, runs = compare_evidence(evidence)
+    return find_partings(parted_pairs(comparison, runs), every)

@@ -75,7 +75,7 @@ class Parting:
     batch: int | None
     first: str | None  # what parted first at that step: loss or weights
     layers: list[str]  # the layers whose weights differ first (from the step trace)
-    cause: str | None  # environment, data, compute or record (diagnosis.explain)
+    cause: str | None  # environment, data, initialisation, compute or record (diagnosis.explain)
     divergence: str  # the first divergence, as the verdict says it
     segment: int | None = None  # the segment replayed that parted from the run (verify: segments)
 

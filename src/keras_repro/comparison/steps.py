@@ -53,6 +53,8 @@ class TraceComparison:
                 f"; weights differ from the checkpoint after step {weights.step}" if weights else ""
             )
         followed = f"the loss followed at step {loss.step}" if loss else "no step's loss differs"
+        if weights.step == 0:
+            return f"the initial weights differ, before the first step; {followed}"
         return f"the weights parted first, after step {weights.step}; {followed}"
 
 
@@ -123,5 +125,6 @@ def compare_traces(reference: Trace, other: Trace) -> TraceComparison:
             if mine.shape == theirs.shape and names == other.variable_names
             else list(names)
         )
-        first_weights = CheckpointDivergence(step, reference.epoch_and_batch(step)[0], differs)
+        epoch = reference.epoch_and_batch(step)[0] if step else 0
+        first_weights = CheckpointDivergence(step, epoch, differs)
     return TraceComparison(steps, first_loss, first_weights)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from keras_repro.backends import can_change_results
@@ -20,6 +21,7 @@ from keras_repro.comparison.compare import (
 from keras_repro.comparison.coverage import describe_coverage
 from keras_repro.comparison.diagnosis import fingerprint_backends, flatten
 from keras_repro.comparison.initializer_checks import check_initializers
+from keras_repro.comparison.noise import noise_floor
 from keras_repro.comparison.pairs import compare_pair
 from keras_repro.comparison.segments import compare_segment
 from keras_repro.comparison.summary import (
@@ -38,6 +40,8 @@ from keras_repro.comparison.summary import (
     ValueCell,
     Verification,
 )
+from keras_repro.comparison.wording import zoom_sentence
+from keras_repro.comparison.zoom import compare_zooms, pair_name, zoom_groups, zoom_window
 from keras_repro.records import RefusedRecord, Run, RunOutcome, RunRecord
 
 
@@ -195,6 +199,8 @@ def summarize(
     outcomes: list[RunOutcome] | None = None,
     replays: list[Run] | None = None,
     verify: dict[str, Any] | None = None,
+    zooms: list[Path] | None = None,
+    noise: tuple[list[Run], list[Run]] | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
@@ -203,7 +209,9 @@ def summarize(
     was trained. ``outcomes``: runs that did not train, which make the verdict "failed" (an op
     without a deterministic kernel) or "not-possible" (every one a known limit). ``replays``:
     the segments replayed of each seed's run (``verify``: what was asked, what was used and
-    why, the seed that drew the segments)."""
+    why, the seed that drew the segments). ``zooms``: the zoom records of the pairs that
+    parted, each pair's found where its sides first part. ``noise``: the runs of the noise
+    floor (one seed with determinism off, more seeds with it on)."""
     refused = list(refused or [])
     outcomes = list(outcomes or [])
     coverage = describe_coverage(runs, manifest)
@@ -219,6 +227,7 @@ def summarize(
     for seed, seed_runs in by_seed.items():
         seeds[seed], found = _seed_result(seed_runs, tolerance, replayed[seed])
         divergences += found
+    _attach_zooms(seeds, zoom_groups(zooms or []))
     seed_divergences = compare_seeds({seed: group[0].record for seed, group in by_seed.items()})
     checks, initializer_divergences = check_initializers(initializer_draws)
     divergences += seed_divergences + initializer_divergences
@@ -266,7 +275,25 @@ def summarize(
         coverage=coverage,
         outcomes=outcomes,
         verification=verification(verify, by_seed, replayed),
+        noise=noise_floor(*([r.record for r in group] for group in noise)) if noise else None,
     )
+
+
+def _attach_zooms(
+    seeds: dict[int, SeedResult], groups: dict[tuple[int, str], tuple[Path, Path]]
+) -> None:
+    """Each zoomed pair's finding, said in its first divergence's explanation too."""
+    for (seed, name), paths in groups.items():
+        for pair in seeds[seed].pairs if seed in seeds else []:
+            if pair_name(pair) != name:
+                continue
+            pair.zoom = compare_zooms(paths)
+            first = pair.first_divergence
+            if first is not None:
+                runs = zoom_window(pair.zoom, paths)
+                first.explanation = "; ".join(
+                    filter(None, [first.explanation, zoom_sentence(pair.zoom, runs)])
+                )
 
 
 def verification(

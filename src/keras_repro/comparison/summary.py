@@ -14,7 +14,9 @@ from keras_repro.comparison.compare import Divergence, Tolerance
 from keras_repro.comparison.coverage import Coverage
 from keras_repro.comparison.diagnosis import FieldChange
 from keras_repro.comparison.initializer_checks import InitializerCheck
+from keras_repro.comparison.noise import NoiseFloor
 from keras_repro.comparison.steps import TraceComparison
+from keras_repro.comparison.zoom import ZoomFinding
 from keras_repro.records import RefusedRecord, RunOutcome
 
 
@@ -59,10 +61,13 @@ class PairResult:
     identical: bool
     divergences: int
     first_divergence: Divergence | None
-    cause: str | None = None  # environment, data, compute or record: see diagnosis.explain
+    cause: str | None = (
+        None  # environment, data, initialisation, compute or record: see diagnosis.explain
+    )
     trace: TraceComparison | None = None
     segment: int | None = None  # a replayed segment against the run (verify: segments)
     steps: list[int] | None = None  # the segment's first and last step
+    zoom: ZoomFinding | None = None  # where the pair's sides, replayed step by step, part
 
     @property
     def label(self) -> str:
@@ -240,6 +245,7 @@ class Comparison:
     coverage: Coverage | None = None  # what was trained (summaries written before: None)
     outcomes: list[RunOutcome] = field(default_factory=list)  # runs that did not train
     verification: Verification | None = None  # None: summaries written before it was said
+    noise: NoiseFloor | None = None  # the noise floor, when the config asked for it
 
     @property
     def identical(self) -> bool:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from keras_repro.comparison.compare import Divergence
+from keras_repro.comparison.noise import NoiseFloor
 from keras_repro.comparison.summary import Comparison, Verification
+from keras_repro.comparison.zoom import ZoomFinding
 from keras_repro.files import human_size
 
 RETRAIN_REFUSED = "Delete each refused record and run the workflow again to retrain it."
@@ -37,6 +39,69 @@ def describe_divergence(divergence: Divergence) -> str:
             else " — the data fed was identical, so the compute diverged"
         )
     return text
+
+
+PHASE_WORDS = {
+    "data": "the data fed",
+    "forward": "the forward pass",
+    "loss": "the loss",
+    "backward": "the backward pass",
+    "update": "the update",
+}
+
+
+def zoom_sentence(zoom: ZoomFinding, runs_parted: tuple[int, int] | None = None) -> str:
+    """Where a pair's two sides, replayed step by step from a checkpoint, first part; and,
+    when that is not where the runs parted (``runs_parted``: their window), both places."""
+    replayed = (
+        f"replayed step by step from checkpoint {zoom.from_checkpoint} "
+        f"({plural(zoom.steps_replayed, 'step')} each)"
+    )
+    where = f"the runs parted within steps {runs_parted[0]}–{runs_parted[1]}" if runs_parted else ""
+    if zoom.step is None:
+        return (
+            f"{replayed}, the two sides did not part again: the difference does not repeat "
+            f"itself (nondeterminism that is itself nondeterministic?)"
+            + (f"; {where}" if where else "")
+        )
+    what = {
+        "data": f"the batch's {zoom.name}",
+        "forward": f"the output of layer {zoom.layer}",
+        "loss": "the loss",
+        "backward": f"the gradient of {zoom.name}",
+        "update": f"{zoom.name} after the optimizer's update",
+    }[zoom.phase]
+    distance = f", {plural(zoom.ulps, 'ULP')}" if zoom.ulps is not None else ""
+    said = (
+        f"{replayed}, they part at step {zoom.step}, in {PHASE_WORDS[zoom.phase]}"
+        + (f" of layer {zoom.layer}" if zoom.layer else "")
+        + f" ({what}{distance})"
+    )
+    if runs_parted and not runs_parted[0] <= zoom.step <= runs_parted[1]:
+        said += f"; not where the runs parted: {where}"
+    return said
+
+
+def noise_sentence(noise: NoiseFloor) -> str:
+    """Whether the implementation's noise is negligible next to the seeds' spread."""
+    row = noise.headline
+    if row is None:
+        return "the noise floor's runs share no metric: nothing to compare"
+    spreads = (
+        f"{row.metric} spreads by {row.implementation.std:.4g} (std over "
+        f"{plural(noise.implementation_runs, 'run')} of seed {noise.seed} with the determinism "
+        f"switches off) against {row.seeds.std:.4g} (over {plural(len(noise.seeds), 'seed')} "
+        "with them on)"
+    )
+    if row.share is None:
+        return (
+            f"{spreads}: the seeds do not spread it, so the implementation's noise is all there is"
+        )
+    verdict = "negligible" if row.negligible else "NOT negligible"
+    return (
+        f"{spreads}: the implementation's noise is {verdict} next to the seeds' spread "
+        f"({100 * row.share:.0f} % of it)"
+    )
 
 
 def refused_records(count: int) -> str:

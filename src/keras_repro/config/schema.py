@@ -153,6 +153,11 @@ def _verify_problems(config: dict[str, Any]) -> list[str]:
             "checkpoints: set every_epochs or every_steps, not both (every_epochs: null to "
             "checkpoint every N steps)"
         )
+    if config["perturb"]["batch"] and config["pipeline"] != "numpy":
+        problems.append(
+            "perturb.batch swaps two examples of a batch, which only the numpy pipeline can do: "
+            "set pipeline: numpy"
+        )
     if config["verify"] == "segments":
         if checkpoints["every_epochs"] is None and checkpoints["every_steps"] is None:
             problems.append(

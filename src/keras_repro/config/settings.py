@@ -69,6 +69,7 @@ class RunSettings:
     # A deliberate one-ULP nudge of one weight variable after this step, to show the check sees it.
     perturb_step: int | None = None
     perturb_variable: str | None = None
+    perturb_batch: bool = False  # the fault is two examples swapped in that step's batch
     dataset_sha256: str | None = None  # refuse a dataset file with another sha256
     # The manifest's input shape and class count; None: taken from the dataset file's arrays.
     data_spec: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ names:
 - ``fit_callbacks(train, test)``: the Keras callbacks ``fit`` must be given for it;
 - ``batch_fingerprints(train, test)``: the fingerprints of the batches it served, by pass
   ([batches, 2, 8] uint8, training then test), or None to use the step recorder's;
+- ``swap_examples(train, step)``: a planted fault in the data fed (the numpy pipeline's);
 - ``position(train)`` and ``fast_forward(train, epoch, position)``: what a checkpoint at an epoch's
   start saves of the training pipeline, and how a resumed run gets there;
   ``segment_batches(train, first_step, last_step)``, the batches a segment that starts or

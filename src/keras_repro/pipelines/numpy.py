@@ -38,6 +38,7 @@ class Batches(keras.utils.PyDataset):
         self.passes_begun = 0
         self.served: dict[tuple[int, int], np.ndarray] = {}
         self._order: tuple[int, np.ndarray] | None = None
+        self.swapped_step: int | None = None  # a planted fault: two examples swapped here
 
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
@@ -65,6 +66,8 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         key = (self.current_pass(), index)
         rows = self.order(key[0])[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.swapped_step == key[0] * len(self) + index + 1 and len(rows) > 1:
+            rows = rows[[1, 0, *range(2, len(rows))]]
         x = self.images[rows].astype(np.float32)
         y = self.labels[rows].astype(np.int32)
         self.served[key] = np.stack([batch_fingerprint(x), batch_fingerprint(y)])
@@ -139,6 +142,12 @@ def fit_callbacks(train: Batches, test: Batches) -> list[keras.callbacks.Callbac
 def batch_fingerprints(train: Batches, test: Batches) -> tuple[np.ndarray, np.ndarray]:
     """The fingerprints of the batches served (training, then validation and evaluate)."""
     return train.fingerprints(), test.fingerprints()
+
+
+def swap_examples(train: Batches, step: int) -> None:
+    """Plant a fault in the data fed: the batch of training step ``step`` (1-based over the
+    run) comes with its first two examples swapped."""
+    train.swapped_step = step
 
 
 def position(train: Batches) -> dict[str, int]:

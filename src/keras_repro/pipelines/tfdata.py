@@ -86,6 +86,12 @@ def fit_callbacks(train: tf.data.Dataset, test: tf.data.Dataset) -> list:
     return [FirstEpoch(train)]
 
 
+def swap_examples(train: tf.data.Dataset, step: int) -> None:
+    """Not here: the recipe's pipeline is fed as the recipe feeds it (pipeline: numpy plants a
+    swapped batch)."""
+    raise ValueError("perturb.batch needs the numpy pipeline: set pipeline: numpy")
+
+
 def position(train: tf.data.Dataset) -> dict[str, int]:
     """Where the training pipeline is, as a checkpoint at an epoch's start saves it: the
     iterators made over it since the first epoch began (their orders drawn)."""

@@ -31,6 +31,13 @@ from keras_repro.records.record import (
     write_record,
 )
 from keras_repro.records.trace import Trace, TraceBounds, TraceError, read_trace, write_trace
+from keras_repro.records.zoom import (
+    ZoomError,
+    ZoomRecord,
+    read_zoom,
+    read_zoom_value,
+    write_zoom,
+)
 
 __all__ = [
     "LEGACY_SETTINGS",
@@ -45,6 +52,8 @@ __all__ = [
     "Trace",
     "TraceBounds",
     "TraceError",
+    "ZoomError",
+    "ZoomRecord",
     "edited_checkpoint",
     "listed_variables",
     "planned_steps",
@@ -54,6 +63,8 @@ __all__ = [
     "read_run",
     "read_runs",
     "read_trace",
+    "read_zoom",
+    "read_zoom_value",
     "remove_checkpoints",
     "replayed_segments",
     "split_outcomes",
@@ -63,4 +74,5 @@ __all__ = [
     "write_outcome",
     "write_record",
     "write_trace",
+    "write_zoom",
 ]

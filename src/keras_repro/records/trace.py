@@ -126,7 +126,7 @@ class TraceBounds:
         if epochs is None or per_epoch is None:
             return cls()
         steps = min(epochs * per_epoch, MAX_STEPS)
-        checkpoints = min(steps // every + epochs, steps) if every else steps
+        checkpoints = min(steps // every + epochs, steps) + 1 if every else steps + 1
         return cls(steps, checkpoints, MAX_VARIABLES, per_epoch)
 
     def member_bytes(self) -> dict[str, int]:
@@ -227,10 +227,11 @@ def _check_consistent(trace: Trace, bounds: TraceBounds) -> None:
     first, last = trace.first_step, trace.first_step + steps - 1
     if first < 1 or last > bounds.steps:
         problems.append(f"its steps {first}..{last} are not within 1..{bounds.steps:,}")
+    # step 0: the initial weights, before the first step
     if len(checkpoints) and (
-        checkpoints[0] < first or checkpoints[-1] > last or (np.diff(checkpoints) <= 0).any()
+        checkpoints[0] < first - 1 or checkpoints[-1] > last or (np.diff(checkpoints) <= 0).any()
     ):
-        problems.append(f"checkpoint_steps are not increasing steps within {first}..{last}")
+        problems.append(f"checkpoint_steps are not increasing steps within {first - 1}..{last}")
     fed = trace.batch_fingerprints
     if fed is not None and fed.shape != (steps, 2, 8):
         problems.append(f"batch_fingerprints has shape {fed.shape}, not {(steps, 2, 8)}")

@@ -8,11 +8,12 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keras_repro.comparison import Comparison, Evidence, compare_evidence, write_summary
 from keras_repro.files import atomic_write
 from keras_repro.report.front_page import front_page_rst
-from keras_repro.report.plots import step_divergence_png, training_curves_png
+from keras_repro.report.plots import noise_png, step_divergence_png, training_curves_png
 from keras_repro.report.render import render
 from keras_repro.report.tables import tidy_histories
 
@@ -38,6 +39,16 @@ class ReportPaths:
         )
 
 
+def zoom_findings(comparison: Comparison) -> dict[tuple[int, int], Any]:
+    """Where each zoomed pair of repeats parts, by seed and repeat."""
+    return {
+        (seed, pair.repeat): pair.zoom
+        for seed, result in comparison.seeds.items()
+        for pair in result.pairs
+        if pair.zoom is not None and pair.segment is None
+    }
+
+
 def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
     """Compare every run (and the control arm, and the reference when given) and write each
     report file; summary.json is written last."""
@@ -46,7 +57,7 @@ def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
         tidy_histories([run.record for run in runs]).to_csv(handle, index=False)
     figures = {
         "curves": training_curves_png(runs),
-        "steps": step_divergence_png(runs),
+        "steps": step_divergence_png(runs, zoom_findings(comparison)),
     }
     for name, png in figures.items():
         with atomic_write(getattr(outputs, name), binary=True) as handle:
@@ -61,6 +72,8 @@ def write_report(evidence: Evidence, outputs: ReportPaths) -> Comparison:
     )
     with atomic_write(outputs.markdown) as handle:
         handle.write(markdown)
+    if comparison.noise is not None:  # in the page only: the rule's files are the same always
+        figures["noise"] = noise_png(comparison.noise)
     images = {name: base64.b64encode(png).decode() for name, png in figures.items()}
     with atomic_write(outputs.html) as handle:
         handle.write(render("report.html.j2", comparison, images=images, matrix_link=matrix_link))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib
 
@@ -115,11 +116,12 @@ def training_curves_png(runs: list[Run]) -> bytes:
     return _png(figure)
 
 
-def step_divergence_png(runs: list[Run]) -> bytes:
+def step_divergence_png(runs: list[Run], zooms: dict[tuple[int, int], Any] | None = None) -> bytes:
     """Per seed, each repeat's distance from the first repeat at every training step: the loss
     in ULPs (symmetric log scale, so identical runs lie on 0) and, below it, how many weight
     variables differ at each checkpoint. Where each pair first parts is said in the legend,
-    and marked by a vertical line."""
+    and marked by a vertical line; where its zoom found it (``zooms``: by seed and repeat), by
+    a star on the step and its phase and layer in the legend."""
     by_seed: dict[int, list[Run]] = {}
     for run in sorted(runs, key=lambda r: r.record.repeat):
         if run.trace is not None:
@@ -150,7 +152,7 @@ def step_divergence_png(runs: list[Run]) -> bytes:
             loss_axis.set_axis_off()
             counts_axis.set_axis_off()
             continue
-        _plot_seed(loss_axis, counts_axis, seed, group)
+        _plot_seed(loss_axis, counts_axis, seed, group, zooms or {})
     return _png(figure)
 
 
@@ -169,7 +171,13 @@ def _parting(comparison: TraceComparison) -> str:
     return "; ".join(parts) or "identical at every step"
 
 
-def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: list[Run]) -> None:
+def _plot_seed(
+    loss_axis: plt.Axes,
+    counts_axis: plt.Axes,
+    seed: int,
+    group: list[Run],
+    zooms: dict[tuple[int, int], Any],
+) -> None:
     counts_axis.sharex(loss_axis)
     reference, highest = group[0], 1
     trace = reference.trace
@@ -199,6 +207,18 @@ def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: lis
             step = comparison.first_weight_checkpoint.step
             counts_axis.axvline(step, color=line.get_color(), alpha=0.5, linewidth=1)
             loss_axis.axvline(step, color=line.get_color(), alpha=0.5, linestyle="--", linewidth=1)
+        zoom = zooms.get((seed, other.record.repeat))
+        if zoom is not None and zoom.step is not None:
+            where = f" of {zoom.layer}" if zoom.layer else ""
+            loss_axis.plot(
+                [zoom.step],
+                [max(1, int(ulps[zoom.step - 1]) if zoom.step <= len(ulps) else 1)],
+                marker="*",
+                markersize=14,
+                color=line.get_color(),
+                linestyle="none",
+                label=f"zoom: step {zoom.step}, {zoom.phase}{where}",
+            )
     for axis in (loss_axis, counts_axis):
         for epoch_end in range(trace.steps_per_epoch, total, trace.steps_per_epoch):
             axis.axvline(epoch_end + 0.5, color="grey", linestyle=":", linewidth=0.8)
@@ -209,7 +229,7 @@ def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: lis
     loss_axis.set_ylabel("loss distance (ULPs)")
     loss_axis.set_title(
         f"seed {seed}: each repeat against repeat {reference.record.repeat}, step by step "
-        "(dotted: epoch ends; solid: the loss parts; dashed: the weights part)"
+        "(dotted: epoch ends; solid: the loss parts; dashed: the weights part; star: the zoom)"
     )
     loss_axis.legend(fontsize="small", loc="best", framealpha=0.9)
     loss_axis.tick_params(labelbottom=False)  # the panel below has the same steps
@@ -217,6 +237,24 @@ def _plot_seed(loss_axis: plt.Axes, counts_axis: plt.Axes, seed: int, group: lis
     counts_axis.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     counts_axis.set_ylabel("variables\ndiffering")
     counts_axis.set_xlabel("training step")
+
+
+def noise_png(noise: Any) -> bytes:
+    """Per metric at the end of training, every run's value: one seed with the determinism
+    switches off (the implementation's noise), beside more seeds with them on."""
+    rows = noise.rows if noise is not None else []
+    if not rows:
+        return nothing_trained_png("The noise floor")
+    figure, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), squeeze=False)
+    for axis, row in zip(axes[0], rows, strict=True):
+        for position, spread in enumerate((row.implementation, row.seeds)):
+            axis.plot([position] * len(spread.values), spread.values, "o", alpha=0.7)
+            axis.hlines(spread.mean, position - 0.2, position + 0.2, color="black")
+        axis.set_xticks([0, 1], ["determinism off,\none seed", "determinism on,\nseeds"])
+        axis.set_xlim(-0.6, 1.6)
+        axis.set_title(row.metric, fontsize="small")
+    figure.tight_layout()
+    return _png(figure)
 
 
 def nothing_trained_png(title: str) -> bytes:

@@ -24,6 +24,7 @@ from keras_repro.comparison import (
     describe_divergence,
     folded_fingerprint,
     headline,
+    noise_sentence,
     problems,
     verified_by,
 )
@@ -87,6 +88,7 @@ TEMPLATES = jinja2.Environment(
 )
 TEMPLATES.filters.update(
     describe=describe_divergence,
+    noise_sentence=noise_sentence,
     md_cell=_md_cell,
     number=_number,
     digest_text=_digest_text,

@@ -117,10 +117,13 @@ def train_in_fresh_process(
     runs_per_gpu: int,
     gpu_lock_dir: Path,
     replay: tuple[Path, int] | None = None,
+    zoom: tuple[Path, int, tuple[int, int]] | None = None,
 ) -> RunSettings:
     """Run the training CLI in a new interpreter, PYTHONHASHSEED set before it starts.
     ``replay``: the run's record and a segment to replay from its checkpoints, instead of
-    training the run (the record and trace written are the replay's).
+    training the run (the record and trace written are the replay's). ``zoom``: the run's
+    record, a checkpoint and a window of steps to replay step by step (``record_path`` is the
+    zoom record written).
 
     Without a seed in ``settings`` (the unseeded control), one is drawn here at random and
     recorded. With ``device`` gpu or auto the run holds a GPU of its own while it trains (see
@@ -132,15 +135,23 @@ def train_in_fresh_process(
     seed, repeat = settings.seed, settings.repeat
     # The run's settings travel as one file beside its record, removed once it has run.
     settings_path = Path(record_path).with_name(f".{Path(record_path).stem}.settings.json")
+    # A run, a replayed segment or a zoom: each its own CLI (and code digest).
+    if replay:
+        entry, extra = "replay", [f"--of-run={replay[0]}", f"--segment={replay[1]}"]
+    elif zoom:
+        extra = [f"--of-run={zoom[0]}", f"--from={zoom[1]}", "--window", *map(str, zoom[2])]
+        entry = "zoom"
+    else:
+        entry, extra = "cli", []
     command = [
         sys.executable,
         "-m",
-        "keras_repro.training.cli",
+        f"keras_repro.training.{entry}",
         str(dataset_path),
         str(record_path),
         f"--trace={trace_path}",
         f"--settings={settings_path}",
-        *([f"--of-run={replay[0]}", f"--replay-segment={replay[1]}"] if replay else []),
+        *extra,
     ]
     # The backend's variables (KERAS_BACKEND, its thread and determinism switches) win over
     # the inherited ones: the scheduler sets OMP_NUM_THREADS from the cores it grants, and the

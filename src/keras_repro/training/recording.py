@@ -88,8 +88,9 @@ class EpochWatcher(keras.callbacks.Callback):
 
 
 class WeightTrace(keras.callbacks.Callback):
-    """The sha256 of every weight variable every ``every`` steps and at each epoch's end; and,
-    when asked, a deliberate one-ULP nudge of one variable after one step."""
+    """The sha256 of every weight variable before the first step (step 0), every ``every``
+    steps and at each epoch's end; and, when asked, a deliberate one-ULP nudge of one variable
+    after one step."""
 
     def __init__(
         self,
@@ -110,18 +111,26 @@ class WeightTrace(keras.callbacks.Callback):
     def variable_names(self) -> list[str]:
         return [variable.path for variable in self.model.weights]
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # The initial weights are step 0: an initialisation that does not repeat is told.
+        if self.steps == 0 and not self.checkpoint_steps:
+            self._hash()
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.steps += 1
         if self.steps == self.perturb_step:
             self._nudge()
         if self.steps % self.every == 0 or self.steps % self.steps_per_epoch == 0:
-            self.checkpoint_steps.append(self.steps)
-            self.digests.append(
-                [
-                    bytes.fromhex(arrays_sha256((v.path, keras.ops.convert_to_numpy(v))))
-                    for v in self.model.weights
-                ]
-            )
+            self._hash()
+
+    def _hash(self) -> None:
+        self.checkpoint_steps.append(self.steps)
+        self.digests.append(
+            [
+                bytes.fromhex(arrays_sha256((v.path, keras.ops.convert_to_numpy(v))))
+                for v in self.model.weights
+            ]
+        )
 
     def _nudge(self) -> None:
         names = self.variable_names()

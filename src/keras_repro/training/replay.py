@@ -16,11 +16,13 @@ the replay must find, not repeat.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from keras_repro.config import RunSettings
 from keras_repro.errors import ReproError
 from keras_repro.files import UnsafePath, path_below
+from keras_repro.logs import configure_logging
 from keras_repro.pipelines import RESUMES_MID_EPOCH
 from keras_repro.records import (
     Checkpoint,
@@ -30,6 +32,7 @@ from keras_repro.records import (
     verify_checkpoint_file,
 )
 from keras_repro.training.checkpointing import RandomRestore, StateAt, random_part, restore
+from keras_repro.training.cli import parser_for, settings_of
 from keras_repro.training.progress_callback import Progress
 from keras_repro.training.run import fit, record
 from keras_repro.training.setup import (
@@ -186,3 +189,22 @@ def _fit_inside_epochs(
             verbose=0,
         )
     return {}, {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m keras_repro.training.replay DATASET RECORD --of-run RUN --segment K``."""
+    parser = parser_for("Replay segment K of a run from the checkpoint it saved at its start.")
+    parser.add_argument("--of-run", type=Path, required=True, help="the run's record")
+    parser.add_argument("--segment", type=int, required=True, help="the segment (1-based)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = settings_of(args)
+        trace = args.trace or args.record.with_name("trace.npz")
+        replay_segment(args.dataset, args.of_run, args.segment, args.record, trace, settings)
+    except ReproError as error:
+        parser.exit(1, f"error: {error}\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

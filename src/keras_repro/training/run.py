@@ -73,10 +73,12 @@ def train_and_record(
     """
     prepared = prepare(dataset_path, settings)
     model = build_model(prepared, settings)
+    checkpoints = Path(record_path).parent / "checkpoints"
     if impossible := not_possible_here(
         model, settings.backend, prepared.device_used, settings.op_determinism
     ):
         log.warning("not training: %s (%s)", impossible.reason, impossible.source)
+        _no_checkpoints(checkpoints, settings)
         return write_outcome(
             record_path,
             trace_path,
@@ -92,7 +94,7 @@ def train_and_record(
         built.checkpointer = Checkpointer(
             planned_steps(settings["checkpoints"], settings["epochs"], prepared.steps_per_epoch),
             prepared.steps_per_epoch,
-            Path(record_path).parent / "checkpoints",
+            checkpoints,
             identity(settings, prepared.dataset_sha256),
             prepared.backend,
             prepared.pipeline,
@@ -102,6 +104,7 @@ def train_and_record(
         history, evaluation = fit(built, prepared, settings)
     except NoDeterministicKernel as refused:
         log.warning("training stopped: %s", refused)
+        _no_checkpoints(checkpoints, settings)
         return write_outcome(
             record_path,
             trace_path,
@@ -121,6 +124,15 @@ def train_and_record(
         (dataset_path, record_path, trace_path),
         checkpoints=saved or None,
     )
+
+
+def _no_checkpoints(folder: Path, settings: RunSettings) -> None:
+    """A run that did not train keeps no checkpoint, and its folder is there, empty (the
+    workflow's output)."""
+    if settings.save_checkpoints:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in folder.glob("*.npz"):
+            path.unlink()
 
 
 def fit(

@@ -123,6 +123,8 @@ def prepare(dataset_path: Path, settings: RunSettings) -> Prepared:
         entry.preprocess if pipeline.MAPS_PREPROCESSING else None,
         settings.seed,
     )
+    if settings.perturb_batch and settings.perturb_step is not None:
+        pipeline.swap_examples(train_data, settings.perturb_step)
     return Prepared(
         started,
         backend,
@@ -172,10 +174,11 @@ def compile_model(
     )
     record_steps(model, recorder)
     model.compile(**compile_arguments(settings["compile"]))
+    nudged = None if settings.perturb_batch else settings.perturb_step
     weight_trace = WeightTrace(
         settings["trace"]["every_steps"],
         steps_per_epoch,
-        settings.perturb_step,
+        nudged,
         settings.perturb_variable,
         first_step,
     )

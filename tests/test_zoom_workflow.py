@@ -1,0 +1,158 @@
+"""Where exactly, through the real workflow: a pair that parted is replayed step by step from the
+last checkpoint both runs agree in, and named at the exact step, the first layer and the phase,
+on TensorFlow, JAX and torch; a fault in the data fed is named as the data phase; the noise
+floor says whether the implementation's noise matters next to the seeds' spread."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from serving import serving
+from workflows import require_fashion_mnist, snakemake, write_config, write_synthetic_config
+
+pytestmark = pytest.mark.workflow
+
+# A layer that adds noise drawn from the operating system's entropy: nothing a seed reaches.
+NOISY_MODEL = textwrap.dedent(
+    """
+    import keras
+    import numpy as np
+
+
+    class Jitter(keras.layers.Layer):
+        def call(self, x):
+            noise = np.random.default_rng().normal(size=tuple(x.shape[1:])).astype("float32")
+            return x + keras.ops.convert_to_tensor(noise * 0.01)
+
+
+    def build(input_shape, num_classes):
+        return keras.Sequential(
+            [
+                keras.Input(input_shape),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.Flatten(),
+                keras.layers.Dense(8, activation="relu", name="hidden"),
+                Jitter(name="jitter"),
+                keras.layers.Dense(num_classes, activation="softmax", name="out"),
+            ]
+        )
+    """
+)
+SMALL = {
+    "seeds": [812],
+    "repeats": 2,
+    "epochs": 2,
+    "pipeline": "numpy",
+    "control": {"enabled": False},
+    "trace": {"every_steps": 2},
+}
+
+
+def cell_summary(workdir: Path, model: str, backend: str) -> dict:
+    return json.loads((workdir / f"results/report/{model}/{backend}/summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def zoomed(tmp_path_factory) -> Path:
+    """The recipe nudged in its second epoch, and a model that draws unseeded noise, on every
+    backend (5 steps an epoch, a checkpoint per epoch, weights hashed every 2 steps)."""
+    root = tmp_path_factory.mktemp("zoom")
+    with serving(root / "served") as state:
+        workdir = root / "work"
+        workdir.mkdir()
+        (workdir / "noisy.py").write_text(NOISY_MODEL)
+        write_synthetic_config(
+            workdir,
+            state.root,
+            state.url,
+            **SMALL,
+            models=["recipe", "noisy.py:build"],
+            backends=["tensorflow", "jax", "torch"],
+            perturb={"seed": 812, "repeat": 2, "step": 7},
+        )
+        result = snakemake(workdir)
+        assert result.returncode != 0 and "NOT reproducible" in result.stdout, result.stdout[-5000:]
+        yield workdir
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_a_nudge_between_weight_checkpoints_is_named_at_its_step_layer_and_the_update(
+    zoomed, backend
+):
+    summary = cell_summary(zoomed, "recipe", backend)
+    (pair,) = summary["seeds"]["812"]["pairs"]
+    zoom = pair["zoom"]
+    record = json.loads(
+        (zoomed / f"results/runs/recipe/{backend}/seed812/repeat2/history.json").read_text()
+    )
+    nudged = record["settings"]["perturb_variable"]
+    # the runs agree in the checkpoint after epoch 1 (step 5): only steps 6 to 8 are replayed
+    assert (zoom["from_checkpoint"], zoom["steps_replayed"]) == (1, 3)
+    assert (zoom["step"], zoom["phase"], zoom["name"]) == (7, "update", nudged)
+    assert zoom["layer"] == nudged.rsplit("/", 1)[0] and zoom["ulps"] == 1
+    said = pair["first_divergence"]["explanation"]
+    assert f"they part at step 7, in the update of layer {zoom['layer']}" in said
+    partings = json.loads((zoomed / f"results/report/recipe/{backend}/partings.json").read_text())
+    assert [p["pair"] for p in partings["partings"]] == ["repeat2"], "only the pair that parted"
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_unseeded_noise_in_the_forward_pass_is_named_at_the_first_step_and_its_layer(
+    zoomed, backend
+):
+    summary = cell_summary(zoomed, "noisy.build", backend)
+    (pair,) = summary["seeds"]["812"]["pairs"]
+    zoom = pair["zoom"]
+    assert (zoom["from_checkpoint"], zoom["step"], zoom["phase"]) == (0, 1, "forward")
+    assert zoom["layer"].endswith("/jitter"), zoom
+
+
+def test_a_batch_fed_differently_is_named_as_the_data_phase(tmp_path):
+    with serving(tmp_path / "served") as state:
+        workdir = tmp_path / "work"
+        write_synthetic_config(
+            workdir,
+            state.root,
+            state.url,
+            **SMALL,
+            perturb={"seed": 812, "repeat": 2, "step": 3, "batch": True},
+        )
+        result = snakemake(workdir)
+    assert result.returncode != 0
+    assert "a deliberate swap of two examples in the batch fed to seed 812 repeat 2 at step 3" in (
+        result.stdout
+    )
+    (pair,) = cell_summary(workdir, "recipe", "tensorflow")["seeds"]["812"]["pairs"]
+    assert pair["cause"] == "data"
+    zoom = pair["zoom"]
+    assert (zoom["step"], zoom["phase"], zoom["name"]) == (3, "data", "inputs")
+
+
+@pytest.mark.real_data
+def test_the_noise_floor_says_whether_the_implementation_noise_matters(tmp_path):
+    require_fashion_mnist()
+    workdir = tmp_path / "work"
+    write_config(
+        workdir,
+        dataset="fashion_mnist",
+        subset={"train": 512, "test": 128},
+        seeds=[812],
+        repeats=2,
+        epochs=1,
+        control={"enabled": False},
+        noise={"repeats": 3},
+    )
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stdout[-5000:]
+    noise = cell_summary(workdir, "recipe", "tensorflow")["noise"]
+    assert noise["seed"] == 812 and noise["implementation_runs"] == 3
+    assert noise["seeds"] == [813, 814, 815]
+    rows = {row["metric"]: row for row in noise["rows"]}
+    assert len(rows["evaluate.accuracy"]["implementation"]["values"]) == 3
+    assert len(set(rows["evaluate.accuracy"]["seeds"]["values"])) > 1, "seeds spread"
+    page = (workdir / "results/report/recipe/tensorflow/report.html").read_text()
+    assert "Noise floor: does it matter?" in page
+    assert "evaluate.accuracy spreads by" in page and "next to the seeds" in page
