@@ -21,7 +21,8 @@ from workflows import snakemake, training_results, write_synthetic_config
 
 from keras_repro.records.record import read_record
 
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+# One SLURM cluster per machine: every test of it on one xdist worker.
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.xdist_group("slurm")]
 
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 PARTITION = "debug"  # the partition cluster.sh defines
