@@ -11,6 +11,8 @@ recipe's CNN (the tf.data pipeline, one thread per run) and real data.
     dataset: ``verify: repeats`` with 2 repeats, against ``verify: segments`` replaying every
     segment N at a time; and, from the measured segment times, the wall time with one worker
     per segment, and with 2 of the segments replayed (the first and the last).
+(c) what the zoom costs a clean run: the one job it adds per cell (find_partings, which finds
+    no pair that parted, so nothing is replayed), against the run's wall time.
 
 Prints the tables and writes ``results/benchmark/segments.json``; the workflow folders go to
 ``work-segments/`` beside it, emptied first. Run it on a quiet machine. The exit status is 0
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     costs, times = checkpoint_costs(work / "segments"), segment_times(work / "segments")
     others = segments - times["train_seconds"] - times["replay_span_seconds"]
     one_worker_each = times["train_seconds"] + max(times["replay_seconds"]) + others
+    clean_cost = job_seconds(
+        work / "repeats" / "results/logs/find_partings/recipe/tensorflow.benchmark.tsv"
+    )
     two_of = [times["replay_seconds"][0], times["replay_seconds"][-1]]
     rounds = math.ceil(len(two_of) / args.cores)
     sampled = times["train_seconds"] + rounds * max(two_of) + others
@@ -159,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             **times,
             "others_seconds": others,
         },
+        "zoom_on_a_clean_run": {"find_partings_seconds": clean_cost, "run_seconds": repeats},
         "targets": [
             target(
                 "checkpoints",
@@ -204,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             ["  the seed's training job", f"{times['train_seconds']:.1f}"],
             ["  each segment's replay job", ", ".join(f"{s:.1f}" for s in times["replay_seconds"])],
         ],
+    )
+    print_table(
+        "(c) the zoom on a clean run (verify: repeats above): the job it adds",
+        ["find_partings s", "whole run s", "share"],
+        [[f"{clean_cost:.2f}", f"{repeats:.1f}", f"{100 * clean_cost / repeats:.1f} %"]],
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

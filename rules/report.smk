@@ -7,6 +7,8 @@ checkpoint find_partings:
         f"{CELL_REPORT}/partings.json",
     log:
         "results/logs/find_partings/{model}/{backend}.log",
+    benchmark:
+        "results/logs/find_partings/{model}/{backend}.benchmark.tsv"
     localrule: True
     conda:
         "../envs/analysis.yaml"

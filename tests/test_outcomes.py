@@ -390,6 +390,7 @@ def test_a_cell_whose_runs_did_not_train_is_reported_and_fails_the_verdict(tmp_p
     assert not (tmp_path / "verdict.txt").exists()
 
 
+@pytest.mark.slow
 def test_the_model_check_says_up_front_what_a_gpu_would_refuse():
     code = textwrap.dedent(
         """

@@ -44,6 +44,7 @@ def run(*command: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_pipeline_and_bare_recipe_give_the_same_bits(tmp_path, tiny_dataset):
     settings = [
         f"--seed={SEED}",

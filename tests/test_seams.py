@@ -213,6 +213,7 @@ for spec in specs:
 """
 
 
+@pytest.mark.slow
 def test_a_user_model_file_is_built_and_its_steps_are_traced(tmp_path):
     """Any Keras model (Sequential, functional, subclassed) is traced as it is: the hook needs
     no subclass of ours, and training with it gives the same weights as training without it
