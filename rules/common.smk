@@ -141,7 +141,7 @@ def verification():
         requested=requested,
         used=used,
         why=why,
-        draw_seed=config["segments"]["draw_seed"],
+        draw_seed=config["segments"]["draw_seed"] if used == "segments" else None,
     )
 
 

@@ -43,11 +43,11 @@ def test_a_planted_nudge_is_named_at_its_step_and_layer(copied_run):
         result.stdout
     )
     assert summary(copied_run)["coverage"]["nudges"] == [
-        {"seed": 42, "repeat": 2, "step": 3, "variable": "sequential/conv2d/kernel"}
+        {"seed": 42, "repeat": 2, "step": 3, "variable": "sequential/conv2d/kernel", "batch": False}
     ]
     html = (copied_run / "results/report/recipe/tensorflow/report.html").read_text()
     # the plot's description, beside it and in its alt text
-    assert html.count("seed 42, repeat 2 vs 1: the weights parted first, after step 3") == 2
+    assert html.count("seed 42, repeat 2 vs repeat 1: the weights parted first, after step 3") == 2
     assert "(in sequential/conv2d/kernel)" in html
     assert f'<p class="planted">Planted: {planted}, <code>sequential/conv2d/kernel</code>' in html
     assert (copied_run / "results/report/recipe/tensorflow/steps.png").read_bytes()[

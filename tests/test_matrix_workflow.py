@@ -16,7 +16,7 @@ from workflows import snakemake, write_config
 from keras_repro.data.synthetic import write_keras_npz
 from keras_repro.records.record import read_record, write_record
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("matrix_workflow")]
 
 DENSE = """
     import keras

@@ -112,8 +112,9 @@ class WeightTrace(keras.callbacks.Callback):
         return [variable.path for variable in self.model.weights]
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        # The initial weights are step 0: an initialisation that does not repeat is told.
-        if self.steps == 0 and not self.checkpoint_steps:
+        # The initial weights are step 0: an initialisation that does not repeat is told. A
+        # model that builds its weights in its first step has none yet: its trace starts at 1.
+        if self.steps == 0 and not self.checkpoint_steps and self.model.weights:
             self._hash()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
