@@ -3,6 +3,7 @@ snakemake CLI on a finished run). docs/reruns.md's table is this file's RERUNS, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -332,6 +333,30 @@ def test_touching_every_file_reruns_nothing(copied_run, tmp_path):
                 os.utime(path, (later, later))
     result = snakemake(copied_run, "-s", str(workflow / "Snakefile"), "-n")
     assert planned_rules(result) == set()
+
+
+def test_checkpoints_removed_after_a_passing_verdict_train_nothing_again(copied_run):
+    """keep_checkpoints: false empties the checkpoint folders once the verdict has passed;
+    nothing is planned again for them, and a pair that parts later says why it was not
+    replayed step by step (its reference run's checkpoints are gone)."""
+    removed = snakemake(copied_run, "--forcerun", "verdict", "--config", "keep_checkpoints=false")
+    assert removed.returncode == 0, removed.stdout
+    folders = sorted(copied_run.glob("results/runs/*/*/seed*/repeat*/checkpoints"))
+    assert folders and all(f.is_dir() and not any(f.glob("*.npz")) for f in folders)
+    log = (copied_run / "results/logs/verdict.log").read_text()
+    assert "keep_checkpoints: false, so the checkpoints were removed" in log
+    dry = snakemake(copied_run, "-n", "--config", "keep_checkpoints=false")
+    assert planned_rules(dry) == set()
+
+    nudge = "perturb={seed: 42, repeat: 2, step: 3}"
+    nudged = snakemake(copied_run, "--config", "keep_checkpoints=false", nudge)
+    assert nudged.returncode != 0 and "NOT reproducible" in nudged.stdout, nudged.stdout
+    assert "rule zoom" not in nudged.stdout
+    summary = copied_run / "results/report/recipe/tensorflow/summary.json"
+    (pair,) = json.loads(summary.read_text())["seeds"]["42"]["pairs"]
+    said = pair["first_divergence"]["explanation"]
+    assert "the weights first differ after step 3" in said
+    assert "not replayed step by step: its checkpoints were removed" in said
 
 
 def table_rows() -> list[str]:

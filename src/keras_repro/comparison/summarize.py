@@ -40,8 +40,15 @@ from keras_repro.comparison.summary import (
     ValueCell,
     Verification,
 )
-from keras_repro.comparison.wording import zoom_sentence
-from keras_repro.comparison.zoom import compare_zooms, pair_name, zoom_groups, zoom_window
+from keras_repro.comparison.wording import UNZOOMED_SENTENCE, zoom_sentence
+from keras_repro.comparison.zoom import (
+    checkpoints_gone,
+    compare_zooms,
+    pair_name,
+    window,
+    zoom_groups,
+    zoom_window,
+)
 from keras_repro.records import RefusedRecord, Run, RunOutcome, RunRecord
 
 
@@ -228,6 +235,7 @@ def summarize(
         seeds[seed], found = _seed_result(seed_runs, tolerance, replayed[seed])
         divergences += found
     _attach_zooms(seeds, zoom_groups(zooms or []))
+    _say_unzoomed(seeds, by_seed)
     seed_divergences = compare_seeds({seed: group[0].record for seed, group in by_seed.items()})
     checks, initializer_divergences = check_initializers(initializer_draws)
     divergences += seed_divergences + initializer_divergences
@@ -294,6 +302,22 @@ def _attach_zooms(
                 first.explanation = "; ".join(
                     filter(None, [first.explanation, zoom_sentence(pair.zoom, runs)])
                 )
+
+
+def _say_unzoomed(seeds: dict[int, SeedResult], by_seed: dict[int, list[Run]]) -> None:
+    """A pair that parted after its initial weights but could not be replayed step by step,
+    its checkpoints removed, says so in its first divergence's explanation."""
+    for seed, result in seeds.items():
+        repeats = {run.record.repeat: run for run in by_seed.get(seed, [])}
+        for pair in result.pairs:
+            first = pair.first_divergence
+            if pair.zoom is not None or first is None or pair.trace is None:
+                continue
+            other = repeats.get(pair.repeat) if pair.segment is None else None
+            if window(pair.trace, 1, 1) and checkpoints_gone(
+                repeats.get(result.reference_repeat), other
+            ):
+                first.explanation = "; ".join(filter(None, [first.explanation, UNZOOMED_SENTENCE]))
 
 
 def verification(

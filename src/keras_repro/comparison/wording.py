@@ -50,6 +50,12 @@ PHASE_WORDS = {
 }
 
 
+UNZOOMED_SENTENCE = (
+    "not replayed step by step: its checkpoints were removed once a verdict had passed "
+    "(keep_checkpoints: false; train it again with them kept to see the step, layer and phase)"
+)
+
+
 def zoom_sentence(zoom: ZoomFinding, runs_parted: tuple[int, int] | None = None) -> str:
     """Where a pair's two sides, replayed step by step from a checkpoint, first part; and,
     when that is not where the runs parted (``runs_parted``: their window), both places."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_repro.comparison.steps import TraceComparison
 from keras_repro.files import write_json_atomic
-from keras_repro.records import Run, read_zoom, read_zoom_value
+from keras_repro.records import Run, checkpoints_removed, read_zoom, read_zoom_value
 
 PARTINGS_FORMAT = "keras-repro/partings"
 
@@ -168,7 +168,7 @@ def find_partings(pairs: list[tuple[int, str, Any, Run, Run | None]], every: int
                 checkpoints, other.record.checkpoints or [], before=steps[0]
             )
             sides = {"reference": _side(reference, True), "other": _side(other, True)}
-        if index is None:
+        if index is None or checkpoints_gone(reference, other):
             continue
         found.append(
             Parting(
@@ -176,6 +176,15 @@ def find_partings(pairs: list[tuple[int, str, Any, Run, Run | None]], every: int
             )
         )
     return found
+
+
+def checkpoints_gone(*runs: Run | None) -> bool:
+    """Whether any of ``runs`` had its checkpoint files removed (keep_checkpoints: false): its
+    pairs cannot be replayed step by step."""
+    return any(
+        run is not None and checkpoints_removed(Path(run.path).parent, run.record.checkpoints)
+        for run in runs
+    )
 
 
 def pair_name(pair: Any) -> str:

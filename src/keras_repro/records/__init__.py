@@ -7,6 +7,7 @@ could not train (``outcomes.py``)."""
 from keras_repro.records.checkpoint import (
     Checkpoint,
     CheckpointError,
+    checkpoints_removed,
     edited_checkpoint,
     listed_variables,
     planned_steps,
@@ -54,6 +55,7 @@ __all__ = [
     "TraceError",
     "ZoomError",
     "ZoomRecord",
+    "checkpoints_removed",
     "edited_checkpoint",
     "listed_variables",
     "planned_steps",

@@ -322,10 +322,21 @@ def remove_checkpoints(folders: list[Path]) -> int:
     return freed
 
 
+def checkpoints_removed(run_folder: Path, listed: list[dict[str, Any]] | None) -> bool:
+    """Whether a run listed checkpoints whose files are gone (keep_checkpoints: false removes
+    them once a verdict has passed)."""
+    return any(not (Path(run_folder) / str(c.get("file"))).is_file() for c in listed or [])
+
+
 def verify_checkpoint_file(path: Path, sha256: str) -> None:
     """Refuse a checkpoint file whose sha256 is not the one its run recorded."""
     try:
         actual = file_sha256(path)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"checkpoint {path} is gone (keep_checkpoints: false removes them once a verdict "
+            f"has passed): delete {path.parent.parent}/ to train the run again with them"
+        ) from None
     except OSError as error:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({error.strerror})") from None
     if actual != sha256:
