@@ -185,7 +185,11 @@ def test_the_verdict_fails_on_the_diverged_cell_and_names_it(cells, tmp_path):
         judge_matrix(cells, verdict)
     message = str(raised.value).splitlines()
     assert message[0] == "the matrix is NOT reproducible: 1 of 6 cells fail (recipe on jax)."
-    assert message[1] == "recipe on jax: runs are NOT reproducible (bit-exact): 4 divergences."
+    # the divergences counted as listed: the seed that diverged, its first divergence below
+    assert message[1] == (
+        "recipe on jax: runs are NOT reproducible (bit-exact): 1 of 2 seeds diverged "
+        "(4 differences in all, the first listed)."
+    )
     assert message[2].startswith("recipe on jax: planted: a deliberate one-ULP nudge in seed 42")
     assert message[3].startswith("  - recipe on jax: seed 42, repeat 2 vs 1, epoch 1: loss at ")
     assert "the loss first differs at step 4 (epoch 1, batch 4, 1 ULP)" in message[3]

@@ -69,8 +69,22 @@ def headline(comparison: Comparison) -> str:
 
 
 def found(comparison: Comparison) -> str:
-    """What a comparison found that fails it: its divergences and failed checks, counted."""
-    said = [plural(len(comparison.divergences), "divergence")] if comparison.divergences else []
+    """What a comparison found that fails it, counted as the verdict lists it: the seeds whose
+    runs diverged (each seed's first divergence is listed, and how many values differed in
+    all), the other divergences (seeds alike, initializers), the failed checks."""
+    diverged = [result for result in comparison.seeds.values() if result.first_divergence]
+    in_seeds = sum(
+        d.kind not in ("seed_ineffective", "initializer") for d in comparison.divergences
+    )
+    said = []
+    if diverged:
+        listed = "the first listed" if len(diverged) == 1 else "each seed's first listed"
+        said.append(
+            f"{len(diverged)} of {plural(len(comparison.seeds), 'seed')} diverged"
+            + (f" ({in_seeds} differences in all, {listed})" if in_seeds > len(diverged) else "")
+        )
+    others = len(comparison.headline_divergences()) - len(diverged)
+    said += [plural(others, "divergence")] if others else []
     said += [plural(len(comparison.failures), "failed check")] if comparison.failures else []
     return ", ".join(said)
 
