@@ -135,7 +135,10 @@ def test_the_page_opens_with_one_table_model_by_backend(cells, tmp_path):
     page = html.read_text()
     assert "<script>" not in page and "dense_&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.index('<table class="matrix">') < page.index('<table class="accuracy">')
-    table, accuracies = Tables(page).tables[:2]
+    table, trained, accuracies = Tables(page).tables[:3]
+    # what was trained, every cell's together, below the matrix
+    assert ["models, backends", "recipe, lstm_rows, tensorflow, jax, torch"] in trained
+    assert [row[0] for row in trained][:3] == ["dataset", "subset", "input shape, classes"]
     assert table[0] == ["model \\ backend", "tensorflow", "jax", "torch"]
     assert [row[0] for row in table[1:]] == ["recipe", "lstm_rows"]
     recipe = dict(zip(BACKENDS, table[1][1:], strict=True))

@@ -187,13 +187,16 @@ def identical_line(
     report: str,
     cells: str = "",
     proven: Iterable[str | None] = (),
+    dataset: str | None = None,
 ) -> str:
     """The verdict's line when every judged run agreed; ``cells``: how many cells and which
-    (a matrix of more than one); ``proven``: what segments replayed covered (``covered``)."""
+    (a matrix of more than one); ``proven``: what segments replayed covered (``covered``);
+    ``dataset``: what they trained on (the manifest's name, when known)."""
     said = "; ".join(dict.fromkeys(p for p in proven if p))
     return (
         f"identical ({', '.join(dict.fromkeys(modes))}): {plural(runs, 'run')}{cells}, "
         f"seeds {', '.join(map(str, dict.fromkeys(seeds)))}"
         + (f", {said}" if said else "")
+        + (f", on dataset {dataset}" if dataset else "")
         + f" — report: {report}"
     )
