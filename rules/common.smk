@@ -1,3 +1,4 @@
+import copy
 import functools
 import os
 import sys
@@ -21,10 +22,34 @@ from snakemake.settings.types import DeploymentMethod
 from keras_repro.backends import BACKENDS as KNOWN_BACKENDS, missing_frameworks
 from keras_repro.comparison import ReferenceError, check_place
 from keras_repro.config import ConfigError, run_config, validate_config
+from keras_repro.errors import ReproError
 from keras_repro.models import ModelError, matrix_models, model_sha256
 from keras_repro.pipelines import RESUMES_MID_EPOCH
 from keras_repro.records import edited_checkpoint, planned_steps, replayed_segments
-from keras_repro.workflow import code_digest, stale_lock_hint
+from keras_repro.workflow import (
+    LAST_RUN_CONFIG,
+    code_digest,
+    last_run_config,
+    only_reporting,
+    stale_lock_hint,
+)
+
+# `snakemake --report` bundles the results of the run that wrote the report: its DAG is built
+# from that run's config, whatever this one says (another config's cells have no results).
+if only_reporting(sys.argv):
+    try:
+        LAST_RUN = last_run_config()
+    except ReproError as error:
+        raise WorkflowError(str(error)) from None
+    if LAST_RUN is not None:
+        logger.info(
+            f"The report bundles the last run's results, with its config ({LAST_RUN_CONFIG})."
+        )
+        config.clear()
+        config.update(LAST_RUN)
+# The config as given (before the schema fills in its defaults): what a report made later is
+# built from.
+GIVEN_CONFIG = copy.deepcopy(config)
 
 try:
     config.update(validate_config(config))

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import render_front_page
 from records import DRAW, make_record, make_trace, next_float32, repeat_of
 
 from keras_repro.comparison.evidence import Evidence, compare_evidence
@@ -390,3 +391,15 @@ def test_a_refused_cell_fails_the_verdict_and_says_so_per_seed(cells, tmp_path):
         (42, "refused", "1 run record refused"),
     ]
     assert matrix.headline == "NOT REPRODUCIBLE (bit-exact): 1 of 2 cells (recipe on torch refused)"
+
+
+def test_the_front_page_of_a_matrix_renders_without_a_system_message(cells, tmp_path):
+    pages = tmp_path / "report"
+    front = pages / "front_page.rst"
+    write_matrix(cells, pages / "report.html", pages / "report.md", pages / "matrix.json", front)
+    text, messages = render_front_page(front.read_text())
+    assert messages == []
+    # each cell said, then what was trained, and how to keep experiments apart
+    assert "recipe on jax: diverged; seed 812 identical; seed 42 diverged" in text
+    assert "models, backends: recipe, lstm_rows, tensorflow, jax, torch" in text
+    assert "snakemake --cores all --directory EXPERIMENT" in text

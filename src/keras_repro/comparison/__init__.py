@@ -26,6 +26,7 @@ from keras_repro.comparison.summary import Comparison, DigestCell
 from keras_repro.comparison.summary_json import read_summary, summary_to_json, write_summary
 from keras_repro.comparison.verdict import VerdictError, judge, judge_matrix
 from keras_repro.comparison.wording import (
+    KEEP_APART,
     covered,
     describe_divergence,
     headline,
@@ -34,6 +35,7 @@ from keras_repro.comparison.wording import (
 )
 
 __all__ = [
+    "KEEP_APART",
     "Cell",
     "Comparison",
     "DigestCell",

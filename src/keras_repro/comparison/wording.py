@@ -12,6 +12,13 @@ from keras_repro.comparison.summary import Comparison, Verification
 from keras_repro.files import human_size
 
 RETRAIN_REFUSED = "Delete each refused record and run the workflow again to retrain it."
+# Said on the matrix page and the front page of `snakemake --report`.
+KEEP_APART = (
+    "Results are kept by model and backend only: a run of this cell with another config "
+    "(dataset, subset, epochs, compile...) replaces its runs and its report. Keep experiments "
+    "apart with a folder each, its config.yaml in it: snakemake --cores all --directory "
+    "EXPERIMENT (a model file's path is then relative to that folder)."
+)
 
 
 def plural(count: int, noun: str) -> str:
