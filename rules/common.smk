@@ -50,6 +50,9 @@ if only_reporting(sys.argv):
 # The config as given (before the schema fills in its defaults): what a report made later is
 # built from.
 GIVEN_CONFIG = copy.deepcopy(config)
+# The keys of compile the user set (config.yaml leaves them unset): only these go over the
+# compile of a model whose build compiled it.
+COMPILE_GIVEN = sorted(config["compile"]) if isinstance(config.get("compile"), dict) else []
 
 try:
     config.update(validate_config(config))
@@ -316,6 +319,7 @@ def training_params(arm):
         op_determinism=arm != "nondeterministic",
         settings=cell_run_config if arm == "seeded" else control_run_config,
         model_sha256=cell_model_sha256,
+        compile_given=COMPILE_GIVEN,
         backend=lambda wildcards: wildcards.backend,
         save_checkpoints=arm == "seeded",
         code=code("train.py", "keras_repro.training.cli"),

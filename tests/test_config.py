@@ -148,3 +148,10 @@ def test_command_line_strings_deep_in_a_dataset_entry_are_read_as_the_schema_typ
     validated = validate_config(config, SCHEMA)
     assert validated["datasets"]["mnist"]["counts"] == {"train": 100, "test": 10}
     assert validated["datasets"]["mnist"]["content_sha256"] is None
+
+
+def test_config_yaml_leaves_the_compile_keys_unset_so_that_those_given_are_known():
+    # a model compiled by its own build keeps its compile but for the keys a user sets
+    assert CONFIG["compile"] == {}
+    assert validate_config(CONFIG, SCHEMA)["compile"]["optimizer"] == "adam"
+    assert "  # optimizer: adam\n" in (REPO / "config.yaml").read_text()
