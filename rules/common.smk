@@ -296,9 +296,23 @@ def seeded_files(name):
     ]
 
 
+def nondeterministic_on(model):
+    """Where the runs of the cell ``model`` is in (on any backend) with op determinism off
+    are: None in the cell itself; the first model's name when they train once per backend,
+    in its cell (control.nondeterministic: per_backend); None too when the arm is off."""
+    control = config["control"]
+    if not control["enabled"] or control["nondeterministic"] == "per_cell":
+        return None
+    first = next(iter(MODELS))
+    return None if model == first else first
+
+
 def control_files(arm, name, model, backend):
-    """``name`` of every run of one control group of a cell; none when the control arm is off."""
+    """``name`` of every run of one control group of a cell; none when the control arm is
+    off, nor for runs with op determinism off that train in another cell."""
     if not config["control"]["enabled"]:
+        return []
+    if arm == "nondeterministic" and nondeterministic_on(model) is not None:
         return []
     pattern = {"unseeded": UNSEEDED_RUN, "nondeterministic": NONDETERMINISTIC_RUN}[arm]
     return expand(
@@ -376,6 +390,7 @@ def matrix_cells():
             evidence=cell_evidence(model, backend),
             summary=f"{CELL_REPORT}/summary.json".format(model=model, backend=backend),
             page=f"{CELL_REPORT}/report.html".format(model=model, backend=backend),
+            nondeterministic_on=nondeterministic_on(model),
         )
         for model, backend in CELLS
     ]

@@ -37,6 +37,7 @@ rule compare:
     params:
         **evidence_params(),
         matrix=MATRIX_PAGE,
+        nondeterministic_on=lambda wildcards: nondeterministic_on(wildcards.model),
         code=code("compare.py"),
     script:
         "../scripts/compare.py"

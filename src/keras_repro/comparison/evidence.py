@@ -46,6 +46,9 @@ class Evidence:
     segments: list[Path] = field(default_factory=list)  # the replayed segments' records
     # How the seeds are proven: {"requested", "used", "why", "draw_seed"} (verify: segments).
     verify: dict[str, Any] | None = None
+    # The model whose cell on this backend has the runs with op determinism off, when they
+    # train once per backend in another cell (control.nondeterministic: per_backend).
+    nondeterministic_on: str | None = None
 
 
 FILES = (
@@ -58,7 +61,12 @@ FILES = (
 )
 
 
-def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) -> Evidence:
+def job_evidence(
+    inputs: Any,
+    params: Any,
+    cell: tuple[str, str] | None = None,
+    nondeterministic_on: str | None = None,
+) -> Evidence:
     """The evidence from a job's named inputs and params, as ``rules/common.smk`` names them
     (``cell_evidence``, ``evidence_params``): shared by the compare adapter and, per cell, by
     the matrix and verdict adapters (``inputs`` a mapping there)."""
@@ -76,6 +84,7 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
         cell=cell,
         segments=list(files.get("segments", [])),
         verify=params.verify,
+        nondeterministic_on=nondeterministic_on,
     )
 
 
@@ -120,6 +129,7 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
         outcomes=outcomes,
         replays=replays,
         verify=evidence.verify,
+        nondeterministic_on=evidence.nondeterministic_on,
     )
     return comparison, runs
 

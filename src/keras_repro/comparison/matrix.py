@@ -56,7 +56,12 @@ def workflow_cells(cells: list[dict[str, Any]], params: Any) -> list[Cell]:
         Cell(
             cell["model"],
             cell["backend"],
-            job_evidence(cell["evidence"], params, cell=(cell["model"], cell["backend"])),
+            job_evidence(
+                cell["evidence"],
+                params,
+                cell=(cell["model"], cell["backend"]),
+                nondeterministic_on=cell.get("nondeterministic_on"),
+            ),
             Path(cell["summary"]),
             Path(cell["page"]),
         )

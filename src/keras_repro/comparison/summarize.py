@@ -154,11 +154,14 @@ def _control_group(arm: str, runs: list[Run], tolerance: Tolerance | None) -> Co
 
 
 def _controls(
-    controls: dict[str, list[Run]] | None, seeded: list[Run], tolerance: Tolerance | None
+    controls: dict[str, list[Run]] | None,
+    seeded: list[Run],
+    tolerance: Tolerance | None,
+    nondeterministic_on: str | None = None,
 ) -> ControlResult:
     if controls is None:
         return ControlResult(enabled=False)
-    result = ControlResult(enabled=True)
+    result = ControlResult(enabled=True, nondeterministic_on=nondeterministic_on)
     if len(controls.get("unseeded", [])) > 1:
         result.unseeded = _control_group("unseeded", controls["unseeded"], tolerance)
     nondeterministic = controls.get("nondeterministic", [])
@@ -195,6 +198,7 @@ def summarize(
     outcomes: list[RunOutcome] | None = None,
     replays: list[Run] | None = None,
     verify: dict[str, Any] | None = None,
+    nondeterministic_on: str | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
@@ -203,7 +207,8 @@ def summarize(
     was trained. ``outcomes``: runs that did not train, which make the verdict "failed" (an op
     without a deterministic kernel) or "not-possible" (every one a known limit). ``replays``:
     the segments replayed of each seed's run (``verify``: what was asked, what was used and
-    why, the seed that drew the segments)."""
+    why, the seed that drew the segments). ``nondeterministic_on``: the model in whose cell
+    the runs with op determinism off trained, when not in this one."""
     refused = list(refused or [])
     outcomes = list(outcomes or [])
     coverage = describe_coverage(runs, manifest)
@@ -222,7 +227,7 @@ def summarize(
     seed_divergences = compare_seeds({seed: group[0].record for seed, group in by_seed.items()})
     checks, initializer_divergences = check_initializers(initializer_draws)
     divergences += seed_divergences + initializer_divergences
-    control = _controls(controls, runs, tolerance)
+    control = _controls(controls, runs, tolerance, nondeterministic_on)
     failures = _failures(control, reference)
     labels = [f"seed {r.seed} repeat {r.repeat}" for r in records]
     control_runs = [run for group in (controls or {}).values() for run in group]
