@@ -52,7 +52,9 @@ if only_reporting(sys.argv):
 GIVEN_CONFIG = copy.deepcopy(config)
 # The keys of compile the user set (config.yaml leaves them unset): only these go over the
 # compile of a model whose build compiled it.
-COMPILE_GIVEN = sorted(config["compile"]) if isinstance(config.get("compile"), dict) else []
+COMPILE_GIVEN = (
+    sorted(config["compile"]) if isinstance(config.get("compile"), dict) else []
+)
 
 try:
     config.update(validate_config(config))
@@ -160,7 +162,10 @@ def verification():
             "checkpoints.every_epochs to replay segments."
         )
     return dict(
-        requested=requested, used=used, why=why, draw_seed=config["segments"]["draw_seed"]
+        requested=requested,
+        used=used,
+        why=why,
+        draw_seed=config["segments"]["draw_seed"],
     )
 
 
@@ -286,7 +291,9 @@ def checkpoint_folders():
     empties them once it has passed)."""
     if not CHECKPOINTS:
         return []
-    return [str(Path(path).parent / "checkpoints") for path in seeded_files("history.json")]
+    return [
+        str(Path(path).parent / "checkpoints") for path in seeded_files("history.json")
+    ]
 
 
 def seeded_files(name):
@@ -299,7 +306,8 @@ def seeded_files(name):
 def nondeterministic_on(model):
     """Where the runs of the cell ``model`` is in (on any backend) with op determinism off
     are: None in the cell itself; the first model's name when they train once per backend,
-    in its cell (control.nondeterministic: per_backend); None too when the arm is off."""
+    in its cell (control.nondeterministic: per_backend); None too when the arm is off.
+    """
     control = config["control"]
     if not control["enabled"] or control["nondeterministic"] == "per_cell":
         return None
