@@ -89,6 +89,8 @@ CONFIG_RERUNS = [
     ("segments.replay, .draw_seed", "segments={replay: 1, draw_seed: 3}", NOTHING),
     ("keep_checkpoints", "keep_checkpoints=false", NOTHING),
     ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
+    # one cell: its runs with op determinism off are its own either way
+    ("control.nondeterministic", "control={nondeterministic: per_cell}", NOTHING),
     ("reference", "reference=REFERENCE", FROM_COMPARE),
     ("reference_drift", "reference_drift=fail", FROM_COMPARE),
     (
@@ -213,6 +215,7 @@ FILE_RERUNS = [
     ("src/keras_repro/report/__init__.py", FROM_COMPARE),
     ("src/keras_repro/report/cell.py", FROM_COMPARE),
     ("src/keras_repro/report/cli.py", NOTHING),
+    ("src/keras_repro/report/earlier.py", FROM_MATRIX),
     ("src/keras_repro/report/front_page.py", FROM_COMPARE),
     ("src/keras_repro/report/matrix_pages.py", FROM_MATRIX),
     ("src/keras_repro/report/plots.py", FROM_COMPARE),
@@ -240,6 +243,7 @@ FILE_RERUNS = [
     ("src/keras_repro/training/setup.py", FROM_TRAIN),
     ("src/keras_repro/workflow/__init__.py", FROM_TRAIN),
     ("src/keras_repro/workflow/command.py", NOTHING),
+    ("src/keras_repro/workflow/last_run.py", NOTHING),
     ("src/keras_repro/workflow/processes.py", FROM_TRAIN),
     ("src/keras_repro/workflow/provenance.py", NOTHING),
     ("Snakefile", NOTHING),
