@@ -1,3 +1,4 @@
+import copy
 import functools
 import os
 import sys
@@ -21,10 +22,39 @@ from snakemake.settings.types import DeploymentMethod
 from keras_repro.backends import BACKENDS as KNOWN_BACKENDS, missing_frameworks
 from keras_repro.comparison import ReferenceError, check_place, read_partings
 from keras_repro.config import ConfigError, run_config, validate_config
+from keras_repro.errors import ReproError
 from keras_repro.models import ModelError, matrix_models, model_sha256
 from keras_repro.pipelines import RESUMES_MID_EPOCH
 from keras_repro.records import edited_checkpoint, planned_steps, replayed_segments
-from keras_repro.workflow import code_digest, stale_lock_hint
+from keras_repro.workflow import (
+    LAST_RUN_CONFIG,
+    code_digest,
+    last_run_config,
+    only_reporting,
+    stale_lock_hint,
+)
+
+# `snakemake --report` bundles the results of the run that wrote the report: its DAG is built
+# from that run's config, whatever this one says (another config's cells have no results).
+if only_reporting(sys.argv):
+    try:
+        LAST_RUN = last_run_config()
+    except ReproError as error:
+        raise WorkflowError(str(error)) from None
+    if LAST_RUN is not None:
+        logger.info(
+            f"The report bundles the last run's results, with its config ({LAST_RUN_CONFIG})."
+        )
+        config.clear()
+        config.update(LAST_RUN)
+# The config as given (before the schema fills in its defaults): what a report made later is
+# built from.
+GIVEN_CONFIG = copy.deepcopy(config)
+# The keys of compile the user set (config.yaml leaves them unset): only these go over the
+# compile of a model whose build compiled it.
+COMPILE_GIVEN = (
+    sorted(config["compile"]) if isinstance(config.get("compile"), dict) else []
+)
 
 try:
     config.update(validate_config(config))
@@ -310,9 +340,24 @@ def seeded_files(name):
     ]
 
 
+def nondeterministic_on(model):
+    """Where the runs of the cell ``model`` is in (on any backend) with op determinism off
+    are: None in the cell itself; the first model's name when they train once per backend,
+    in its cell (control.nondeterministic: per_backend); None too when the arm is off.
+    """
+    control = config["control"]
+    if not control["enabled"] or control["nondeterministic"] == "per_cell":
+        return None
+    first = next(iter(MODELS))
+    return None if model == first else first
+
+
 def control_files(arm, name, model, backend):
-    """``name`` of every run of one control group of a cell; none when the control arm is off."""
+    """``name`` of every run of one control group of a cell; none when the control arm is
+    off, nor for runs with op determinism off that train in another cell."""
     if not config["control"]["enabled"]:
+        return []
+    if arm == "nondeterministic" and nondeterministic_on(model) is not None:
         return []
     pattern = {"unseeded": UNSEEDED_RUN, "nondeterministic": NONDETERMINISTIC_RUN}[arm]
     return expand(
@@ -336,6 +381,7 @@ def training_params(arm, checkpoints=True, entry="keras_repro.training.cli"):
         op_determinism=arm != "nondeterministic",
         settings=cell_run_config if checkpoints else control_run_config,
         model_sha256=cell_model_sha256,
+        compile_given=COMPILE_GIVEN,
         backend=lambda wildcards: wildcards.backend,
         save_checkpoints=checkpoints,
         code=code("train.py", entry),
@@ -443,6 +489,7 @@ def matrix_cells(zooms=False):
             },
             summary=f"{CELL_REPORT}/summary.json".format(model=model, backend=backend),
             page=f"{CELL_REPORT}/report.html".format(model=model, backend=backend),
+            nondeterministic_on=nondeterministic_on(model),
         )
         for model, backend in CELLS
     ]

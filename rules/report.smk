@@ -60,6 +60,7 @@ rule compare:
     params:
         **evidence_params(),
         matrix=MATRIX_PAGE,
+        nondeterministic_on=lambda wildcards: nondeterministic_on(wildcards.model),
         code=code("compare.py"),
     script:
         "../scripts/compare.py"
@@ -81,6 +82,7 @@ rule matrix:
         markdown="results/report/report.md",
         matrix="results/report/matrix.json",
         front_page=FRONT_PAGE,
+        run_config=str(LAST_RUN_CONFIG),
     log:
         "results/logs/matrix.log",
     localrule: True
@@ -89,6 +91,13 @@ rule matrix:
     params:
         **evidence_params(),
         cells=lambda wildcards: matrix_cells(zooms=True),
+        # What `snakemake --report` is built from; and the folders where earlier configs' cells
+        # may lie. Neither changes what the matrix says of this run's cells.
+        given_config=operational(GIVEN_CONFIG),
+        earlier=operational(
+            dict(reports="results/report", runs=["results/runs", "results/control"])
+        ),
+        report_files=operational(CELL_REPORT_FILES),
         code=code("matrix.py"),
     script:
         "../scripts/matrix.py"

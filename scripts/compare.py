@@ -8,7 +8,12 @@ from keras_repro.report import ReportPaths, write_report
 configure_logging(snakemake.log[0])
 inputs, outputs, wildcards = snakemake.input, snakemake.output, snakemake.wildcards
 write_report(
-    job_evidence(inputs, snakemake.params, cell=(wildcards.model, wildcards.backend)),
+    job_evidence(
+        inputs,
+        snakemake.params,
+        cell=(wildcards.model, wildcards.backend),
+        nondeterministic_on=snakemake.params.nondeterministic_on,
+    ),
     ReportPaths(
         summary=outputs.summary,
         markdown=outputs.markdown,

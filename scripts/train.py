@@ -46,6 +46,7 @@ train_in_fresh_process(
         dataset_sha256=recorded_sha256(snakemake.input.manifest),
         data_spec=recorded_spec(snakemake.input.manifest),
         model_sha256=params.model_sha256,
+        compile_given=params.compile_given,
         backend=params.backend,
         save_checkpoints=params.save_checkpoints and params.segment is None,
     ),

@@ -24,3 +24,22 @@ def tiny_run(seed: int, repeat: int = 1, **config: object) -> RunSettings:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def render_front_page(rst: str) -> tuple[str, list[str]]:
+    """A front page rendered as `snakemake --report` renders it (Jinja2 with Snakemake's
+    settings, then docutils): its text, and every system message docutils gave, at any level
+    (info included; a page that is all text gives none)."""
+    import types
+
+    import jinja2
+    from docutils import nodes
+    from docutils.core import publish_doctree
+
+    text = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(rst)
+    tree = publish_doctree(
+        text.render(snakemake=types.SimpleNamespace(config={}), categories={}, files={}),
+        settings_overrides={"report_level": 0, "halt_level": 5, "warning_stream": False},
+    )
+    messages = [message.astext() for message in tree.findall(nodes.system_message)]
+    return tree.astext(), messages

@@ -148,3 +148,25 @@ def test_command_line_strings_deep_in_a_dataset_entry_are_read_as_the_schema_typ
     validated = validate_config(config, SCHEMA)
     assert validated["datasets"]["mnist"]["counts"] == {"train": 100, "test": 10}
     assert validated["datasets"]["mnist"]["content_sha256"] is None
+
+
+def test_a_matrix_counts_the_control_runs_of_each_cell_and_those_once_per_backend():
+    models = ["recipe", "batchnorm_cnn", "lstm_rows"]
+    cells = {"models": models, "backends": ["tensorflow", "jax"], "repeats": 400}
+    matrix = with_changes(**cells)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(matrix, SCHEMA)
+    assert (
+        "cells (models × backends) × (seeds × repeats + control.repeats) + backends × "
+        "control.repeats = 6 × (2 × 400 + 2) + 2 × 2 = 4816 training runs, more than the 2000"
+    ) in str(raised.value)
+    every_cell = with_changes(**cells, control={"nondeterministic": "per_cell"})
+    with pytest.raises(ConfigError, match=r"6 × \(2 × 400 \+ 2 × 2\) = 4824 training runs"):
+        validate_config(every_cell, SCHEMA)
+
+
+def test_config_yaml_leaves_the_compile_keys_unset_so_that_those_given_are_known():
+    # a model compiled by its own build keeps its compile but for the keys a user sets
+    assert CONFIG["compile"] == {}
+    assert validate_config(CONFIG, SCHEMA)["compile"]["optimizer"] == "adam"
+    assert "  # optimizer: adam\n" in (REPO / "config.yaml").read_text()

@@ -28,7 +28,10 @@ def test_a_run_shows_progress_ends_with_its_verdict_and_reports_what_it_trained(
         result.stdout,
         re.MULTILINE,
     ), result.stdout
-    verdict = "identical (bit-exact): 4 runs, seeds 812, 42 — report: results/report/report.html"
+    verdict = (
+        "identical (bit-exact): 4 runs, seeds 812, 42, on dataset synthetic — report: "
+        "results/report/report.html"
+    )
     assert verdict in result.stdout.splitlines()
     for noise in ("Shell command: None", "cuInit", "cudart_stub", "cpu_feature_guard"):
         assert noise not in result.stdout
@@ -42,15 +45,24 @@ def test_a_run_shows_progress_ends_with_its_verdict_and_reports_what_it_trained(
     sha256 = yaml.safe_load((copied_run / "results/data/synthetic/manifest.json").read_text())[
         "dataset_sha256"
     ]
-    for said in (
-        f"<code>synthetic</code>, sha256 <code>{sha256}</code>",
-        "the whole splits: 320 training, 96 test examples",
-        "recipe, tensorflow",
+    trained = (
+        f"<th>dataset</th><td>synthetic, sha256 {sha256}</td>",
+        "<th>subset</th><td>the whole splits: 320 training, 96 test examples</td>",
+        "<th>input shape, classes</th><td>28×28, 10</td>",
+        "<th>pipeline</th><td>tfdata</td>",
+        "<th>compiled with</th><td>Adam(",
+        "metrics accuracy, jit_compile False: the config's compile</td>",
         "<th>epochs, batch size</th><td>1, 64</td>",
-        "812, 42 (as configured), 2 runs each",
-    ):
+        "<th>seeds, repeats</th><td>812, 42 (as configured), 2 runs each",
+    )
+    for said in (*trained, "<th>model, backend</th><td>recipe, tensorflow</td>"):
         assert said in first_block, said
     assert re.search(r"runs finished</th><td>\d{4}-\d\d-\d\dT", first_block)
+    # the page the console points to says it too
+    matrix = html.unescape((copied_run / "results/report/report.html").read_text())
+    for said in trained:
+        assert said in matrix, said
+    assert re.search(r"runs finished</th><td>\d{4}-\d\d-\d\dT[^<]* on \S", matrix)
 
     # Snakemake's report says what the runs trained, not what the config says now.
     bundle = f"{REPORT}/snakemake-report.html"

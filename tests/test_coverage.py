@@ -17,6 +17,30 @@ from keras_repro.records.record import write_record
 from keras_repro.report.cell import ReportPaths, write_report
 
 PAYLOAD = "<script>alert(1)</script> {{ 7 * 7 }} `x`_ name_ *bold*"
+# A model compiled by its own build, a learning-rate schedule in its optimizer (as Keras
+# serializes it), its learning rate unchanged and its loss set by the config.
+COMPILED = {
+    "by": "model",
+    "overridden": ["loss"],
+    "optimizer": {
+        "module": "keras.optimizers",
+        "class_name": "SGD",
+        "config": {
+            "name": "SGD",
+            "learning_rate": {
+                "module": "keras.optimizers.schedules",
+                "class_name": "ExponentialDecay",
+                "config": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5},
+            },
+            "momentum": 0.9,
+            "nesterov": False,
+            "clipnorm": None,
+        },
+    },
+    "loss": "sparse_categorical_crossentropy",
+    "metrics": ["accuracy"],
+    "jit_compile": False,
+}
 
 
 def write_runs(folder, hostname="node-1", perturb=None):
@@ -28,6 +52,8 @@ def write_runs(folder, hostname="node-1", perturb=None):
         first.settings.update(
             batch_size=64, threads=1, dataset_sha256="ab" * 32, train_examples=320, test_examples=96
         )
+        first.settings.update(input_shape=[28, 28], num_classes=10, pipeline="numpy")
+        first.compiled = COMPILED
         for repeat in (1, 2):
             record = first if repeat == 1 else repeat_of(first, repeat)
             if perturb == (seed, repeat):
@@ -61,8 +87,14 @@ def test_the_report_opens_with_what_was_trained(tmp_path):
     block = html[html.index('<table class="trained">') : html.index("</table>")]
     assert html.index('<table class="trained">') < html.index("Verdict:")
     for shown in (
-        "<code>fashion_mnist</code>, sha256 <code>" + "ab" * 32,
+        "<th>dataset</th><td>fashion_mnist, sha256 " + "ab" * 32,
         "the first 320 training and all test examples: 320 training, 96 test examples",
+        "<th>input shape, classes</th><td>28×28, 10</td>",
+        "<th>pipeline</th><td>numpy</td>",
+        "<th>compiled with</th><td>SGD(learning_rate=ExponentialDecay(decay_rate=0.5, "
+        "decay_steps=10, initial_learning_rate=0.1), momentum=0.9), loss sparse_categorical_"
+        "crossentropy, metrics accuracy, jit_compile False: the model&#39;s own compile, with "
+        "loss from the config</td>",
         "recipe, tensorflow",
         "<td>2, 64</td>",  # epochs, batch size
         "812, 42 (as configured), 2 runs each",

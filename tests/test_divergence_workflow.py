@@ -4,6 +4,7 @@ a control arm that must differ, saved references classed as bug or drift."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def test_a_planted_nudge_is_named_at_its_step_and_layer(copied_run):
     assert result.returncode != 0
     assert "runs are NOT reproducible" in result.stdout
     assert "the weights first differ after step 3, in sequential/conv2d/kernel" in result.stdout
+    # as many divergences said as listed: one seed diverged, its first divergence below
+    said = result.stdout.count("runs are NOT reproducible (bit-exact): 1 of 2 seeds diverged (")
+    listed = len(re.findall(r"^ *- seed 42, repeat 2 vs 1\b", result.stdout, re.MULTILINE))
+    assert said >= 1 and listed == said, result.stdout
+    assert not re.search(r"\d+ divergences", result.stdout)
     assert result.stdout.count("rule train:") == 1, "only the nudged run retrains"
     pair = summary(copied_run)["seeds"]["42"]["pairs"][0]
     assert pair["cause"] == "compute"

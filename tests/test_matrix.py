@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import render_front_page
 from records import DRAW, make_record, make_trace, next_float32, repeat_of
 
 from keras_repro.comparison.evidence import Evidence, compare_evidence
@@ -138,7 +139,10 @@ def test_the_page_opens_with_one_table_model_by_backend(cells, tmp_path):
     page = html.read_text()
     assert "<script>" not in page and "dense_&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.index('<table class="matrix">') < page.index('<table class="accuracy">')
-    table, accuracies = Tables(page).tables[:2]
+    table, trained, accuracies = Tables(page).tables[:3]
+    # what was trained, every cell's together, below the matrix
+    assert ["models, backends", "recipe, lstm_rows, tensorflow, jax, torch"] in trained
+    assert [row[0] for row in trained][:3] == ["dataset", "subset", "input shape, classes"]
     assert table[0] == ["model \\ backend", "tensorflow", "jax", "torch"]
     assert [row[0] for row in table[1:]] == ["recipe", "lstm_rows"]
     recipe = dict(zip(BACKENDS, table[1][1:], strict=True))
@@ -188,7 +192,11 @@ def test_the_verdict_fails_on_the_diverged_cell_and_names_it(cells, tmp_path):
         judge_matrix(cells, verdict)
     message = str(raised.value).splitlines()
     assert message[0] == "the matrix is NOT reproducible: 1 of 6 cells fail (recipe on jax)."
-    assert message[1] == "recipe on jax: runs are NOT reproducible (bit-exact): 4 divergences."
+    # the divergences counted as listed: the seed that diverged, its first divergence below
+    assert message[1] == (
+        "recipe on jax: runs are NOT reproducible (bit-exact): 1 of 2 seeds diverged "
+        "(4 differences in all, the first listed)."
+    )
     assert message[2].startswith("recipe on jax: planted: a deliberate one-ULP nudge in seed 42")
     assert message[3].startswith("  - recipe on jax: seed 42, repeat 2 vs 1, epoch 1: loss at ")
     assert "the loss first differs at step 4 (epoch 1, batch 4, 1 ULP)" in message[3]
@@ -386,3 +394,15 @@ def test_a_refused_cell_fails_the_verdict_and_says_so_per_seed(cells, tmp_path):
         (42, "refused", "1 run record refused"),
     ]
     assert matrix.headline == "NOT REPRODUCIBLE (bit-exact): 1 of 2 cells (recipe on torch refused)"
+
+
+def test_the_front_page_of_a_matrix_renders_without_a_system_message(cells, tmp_path):
+    pages = tmp_path / "report"
+    front = pages / "front_page.rst"
+    write_matrix(cells, pages / "report.html", pages / "report.md", pages / "matrix.json", front)
+    text, messages = render_front_page(front.read_text())
+    assert messages == []
+    # each cell said, then what was trained, and how to keep experiments apart
+    assert "recipe on jax: diverged; seed 812 identical; seed 42 diverged" in text
+    assert "models, backends: recipe, lstm_rows, tensorflow, jax, torch" in text
+    assert "snakemake --cores all --directory EXPERIMENT" in text

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from workflows import snakemake, write_config
+from workflows import snakemake, vectors_dataset, write_config
 
-from keras_repro.data.synthetic import write_keras_npz
 from keras_repro.records.record import read_record, write_record
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("matrix_workflow")]
@@ -50,22 +49,6 @@ class NoTensorFlow:
 
 sys.meta_path.insert(0, NoTensorFlow())
 """
-
-
-def vectors_dataset(folder: Path) -> dict[str, object]:
-    """Vectors of 12 values in 4 classes, in Keras' npz layout."""
-    rng = np.random.default_rng(11)
-    arrays = {}
-    for split, n in (("train", 96), ("test", 32)):
-        labels = rng.integers(0, 4, n)
-        inputs = rng.normal(size=(n, 12)).astype(np.float32)
-        inputs[np.arange(n), labels] += 2.0
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = inputs, labels
-    files = write_keras_npz(arrays, folder / "vectors.npz")
-    return {
-        "counts": {"train": 96, "test": 32},
-        "sources": [{"name": "local", "format": "npz", "location": str(folder), "files": files}],
-    }
 
 
 def matrix_workdir(root: Path, **overrides: object) -> Path:

@@ -267,3 +267,32 @@ def test_a_zoo_model_trains_through_the_workflow(tmp_path):
         workdir / "results/runs/upsampling_cnn/tensorflow/seed812/repeat1/history.json"
     )
     assert record.settings["model"] == "upsampling_cnn"
+
+
+def test_a_compiled_model_keeps_its_compile_but_for_the_keys_the_config_sets():
+    import keras
+
+    from keras_repro.models import own_compile_arguments
+
+    def compiled_model() -> keras.Model:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        return model
+
+    settings = {**defaults()["compile"], "learning_rate": 0.05, "metrics": ["accuracy"]}
+    assert own_compile_arguments(compiled_model(), settings, []) is None
+    # a learning rate of null sets nothing
+    unset = {**settings, "learning_rate": None}
+    assert own_compile_arguments(compiled_model(), unset, ["learning_rate"]) is None
+    arguments = own_compile_arguments(compiled_model(), settings, ["learning_rate", "metrics"])
+    optimizer = arguments["optimizer"]
+    assert type(optimizer).__name__ == "SGD" and optimizer.get_config()["momentum"] == 0.9
+    assert optimizer.get_config()["learning_rate"] == pytest.approx(0.05)
+    assert arguments["loss"].get_config()["from_logits"] is True
+    assert arguments["metrics"] == ["accuracy"]
+    replaced = own_compile_arguments(compiled_model(), settings, ["optimizer"])
+    assert type(replaced["optimizer"]).__name__ == "Adam"

@@ -107,3 +107,29 @@ def test_the_cli_judges_the_evidence_not_an_edited_summary(tmp_path):
     assert judged.returncode == 1 and not (tmp_path / "verdict.txt").exists()
     assert judged.stderr.startswith(f"{report}/summary.json was changed after compare wrote it")
     assert 'verdict says "identical", the evidence "mismatch"' in judged.stderr
+
+
+def test_a_cell_whose_determinism_off_runs_trained_in_another_cell_says_where(tmp_path):
+    records, draws = write_runs(tmp_path / "runs")
+    unseeded = []
+    for repeat, seed in ((1, 7), (2, 9)):  # each drew its own seed, and trained differently
+        record = read_record(records[0])
+        record.seed, record.repeat, record.final_weight_digest = seed, repeat, f"{seed:064x}"
+        path = tmp_path / f"control/unseeded/repeat{repeat}/history.json"
+        write_record(record, path)
+        unseeded.append(path)
+    evidence = Evidence(
+        records,
+        draws,
+        controls={"unseeded": unseeded, "nondeterministic": []},
+        nondeterministic_on="recipe",
+    )
+    summary = write_report(evidence, ReportPaths.in_folder(tmp_path / "report"))
+    assert summary.controls.nondeterministic is None
+    assert summary.controls.nondeterministic_on == "recipe"
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "- Runs with op determinism off: trained once per backend, in the cell of recipe on this "
+        "backend (`control.nondeterministic: per_backend`)"
+    ) in markdown
+    assert "differ, as they must: the check can see a difference" in markdown

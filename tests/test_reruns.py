@@ -98,6 +98,8 @@ CONFIG_RERUNS = [
         ("train_noise_nondeterministic", "train_noise_seed", *JUDGED),
     ),
     ("control.repeats", "control={repeats: 3}", FROM_CONTROL_TRAIN),
+    # one cell: its runs with op determinism off are its own either way
+    ("control.nondeterministic", "control={nondeterministic: per_cell}", NOTHING),
     ("reference", "reference=REFERENCE", FROM_COMPARE),
     ("reference_drift", "reference_drift=fail", FROM_COMPARE),
     (
@@ -228,6 +230,7 @@ FILE_RERUNS = [
     ("src/keras_repro/report/__init__.py", REPORT_CODE),
     ("src/keras_repro/report/cell.py", REPORT_CODE),
     ("src/keras_repro/report/cli.py", NOTHING),
+    ("src/keras_repro/report/earlier.py", FROM_MATRIX),
     ("src/keras_repro/report/front_page.py", REPORT_CODE),
     ("src/keras_repro/report/matrix_pages.py", FROM_MATRIX),
     ("src/keras_repro/report/plots.py", REPORT_CODE),
@@ -256,6 +259,7 @@ FILE_RERUNS = [
     ("src/keras_repro/training/zoom.py", NOTHING),
     ("src/keras_repro/workflow/__init__.py", FROM_TRAIN),
     ("src/keras_repro/workflow/command.py", NOTHING),
+    ("src/keras_repro/workflow/last_run.py", NOTHING),
     ("src/keras_repro/workflow/processes.py", FROM_TRAIN),
     ("src/keras_repro/workflow/provenance.py", NOTHING),
     ("Snakefile", NOTHING),

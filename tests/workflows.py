@@ -8,11 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from helpers import REPO
 
-from keras_repro.data.synthetic import dataset_entry, make_arrays, write_idx_files
+from keras_repro.data.synthetic import (
+    dataset_entry,
+    make_arrays,
+    write_idx_files,
+    write_keras_npz,
+)
 from keras_repro.records.record import read_record
 from keras_repro.workflow.command import snakemake_command
 
@@ -104,3 +110,19 @@ def planned_rules(result) -> set[str]:
     stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
     rules = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
     return rules - {"all"}
+
+
+def vectors_dataset(folder: Path) -> dict[str, object]:
+    """Vectors of 12 values in 4 classes, in Keras' npz layout."""
+    rng = np.random.default_rng(11)
+    arrays = {}
+    for split, n in (("train", 96), ("test", 32)):
+        labels = rng.integers(0, 4, n)
+        inputs = rng.normal(size=(n, 12)).astype(np.float32)
+        inputs[np.arange(n), labels] += 2.0
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = inputs, labels
+    files = write_keras_npz(arrays, folder / "vectors.npz")
+    return {
+        "counts": {"train": 96, "test": 32},
+        "sources": [{"name": "local", "format": "npz", "location": str(folder), "files": files}],
+    }

@@ -31,6 +31,7 @@ from keras_repro.comparison.summary import Comparison, DigestCell
 from keras_repro.comparison.summary_json import read_summary, summary_to_json, write_summary
 from keras_repro.comparison.verdict import VerdictError, judge, judge_matrix
 from keras_repro.comparison.wording import (
+    KEEP_APART,
     covered,
     describe_divergence,
     headline,
@@ -41,6 +42,7 @@ from keras_repro.comparison.wording import (
 from keras_repro.comparison.zoom import Parting, read_partings, write_partings
 
 __all__ = [
+    "KEEP_APART",
     "Cell",
     "Comparison",
     "DigestCell",

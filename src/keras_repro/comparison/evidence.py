@@ -50,6 +50,9 @@ class Evidence:
     noise: dict[str, list[Path]] | None = None
     # How the seeds are proven: {"requested", "used", "why", "draw_seed"} (verify: segments).
     verify: dict[str, Any] | None = None
+    # The model whose cell on this backend has the runs with op determinism off, when they
+    # train once per backend in another cell (control.nondeterministic: per_backend).
+    nondeterministic_on: str | None = None
 
 
 FILES = (
@@ -65,7 +68,12 @@ FILES = (
 )
 
 
-def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) -> Evidence:
+def job_evidence(
+    inputs: Any,
+    params: Any,
+    cell: tuple[str, str] | None = None,
+    nondeterministic_on: str | None = None,
+) -> Evidence:
     """The evidence from a job's named inputs and params, as ``rules/common.smk`` names them
     (``cell_evidence``, ``evidence_params``): shared by the compare adapter and, per cell, by
     the matrix and verdict adapters (``inputs`` a mapping there)."""
@@ -92,6 +100,7 @@ def job_evidence(inputs: Any, params: Any, cell: tuple[str, str] | None = None) 
         if files.get("noise_seeds")
         else None,
         verify=params.verify,
+        nondeterministic_on=nondeterministic_on,
     )
 
 
@@ -147,6 +156,7 @@ def compare_evidence(evidence: Evidence) -> tuple[Comparison, list[Run]]:
         verify=evidence.verify,
         zooms=evidence.zooms,
         noise=noise,
+        nondeterministic_on=evidence.nondeterministic_on,
     )
     return comparison, runs
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_repro.comparison.coverage import planted
+from keras_repro.comparison.coverage import Coverage, combined_coverage, planted
 from keras_repro.comparison.evidence import Evidence, compare_evidence, job_evidence
 from keras_repro.comparison.summary import Comparison, PairResult, SeedResult
 from keras_repro.comparison.wording import (
@@ -56,7 +56,12 @@ def workflow_cells(cells: list[dict[str, Any]], params: Any) -> list[Cell]:
         Cell(
             cell["model"],
             cell["backend"],
-            job_evidence(cell["evidence"], params, cell=(cell["model"], cell["backend"])),
+            job_evidence(
+                cell["evidence"],
+                params,
+                cell=(cell["model"], cell["backend"]),
+                nondeterministic_on=cell.get("nondeterministic_on"),
+            ),
             Path(cell["summary"]),
             Path(cell["page"]),
         )
@@ -147,6 +152,7 @@ class Matrix:
     backends: list[str]
     cells: list[MatrixCell]
     headline: str
+    coverage: Coverage | None = None  # what every cell trained, together
 
     @property
     def verdict(self) -> str:
@@ -308,5 +314,6 @@ def build_matrix(cells: list[Cell]) -> tuple[Matrix, list[Comparison]]:
         backends=list(dict.fromkeys(cell.backend for cell in cells)),
         cells=shown,
         headline=matrix_headline(shown),
+        coverage=combined_coverage([comparison.coverage for comparison in comparisons]),
     )
     return matrix, comparisons

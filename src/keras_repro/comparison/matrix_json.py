@@ -24,6 +24,7 @@ def matrix_to_json(matrix: Matrix, folder: Path) -> dict[str, Any]:
         "headline": matrix.headline,
         "models": matrix.models,
         "backends": matrix.backends,
+        "trained": dataclasses.asdict(matrix.coverage) if matrix.coverage else None,
         "cells": [
             {
                 "model": cell.model,

@@ -227,6 +227,10 @@ def _not_comparable(reference: Run, current: Run) -> list[str]:
     keys = list(COMPARABLE_SETTINGS)
     if a.settings.get("model_sha256") and b.settings.get("model_sha256"):
         keys.append("model_sha256")
+    # The compile keys the config set, where both runs say (a model compiled by its build keeps
+    # the rest of its own compile).
+    if "compile_given" in a.settings and "compile_given" in b.settings:
+        keys.append("compile_given")
     return [
         f"{key} {a.setting(key)} in the reference, {b.setting(key)} here"
         for key in keys

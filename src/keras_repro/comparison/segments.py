@@ -19,7 +19,7 @@ import numpy as np
 from keras_repro.comparison.compare import Divergence, Tolerance, compare_runs, first_divergence
 from keras_repro.comparison.diagnosis import environment_changes, explain
 from keras_repro.comparison.steps import compare_traces
-from keras_repro.comparison.summary import PairResult
+from keras_repro.comparison.summary import PairResult, SegmentCoverage, Verification
 from keras_repro.records import RecordError, RefusedRecord, Run, RunRecord, read_run
 
 
@@ -169,3 +169,35 @@ def compare_segment(
         steps=[segment["first_step"], segment["last_step"]],
     )
     return pair, divergences
+
+
+def verification(
+    verify: dict[str, Any] | None, by_seed: dict[int, list[Run]], replayed: dict[int, list[Run]]
+) -> Verification:
+    """How the seeds were proven (``verify``: as the workflow passes it), what the segments
+    replayed covered, and the disk the seeded runs' checkpoints take."""
+    verify = verify or {}
+    method = verify.get("used", "repeats")
+    segments = [
+        SegmentCoverage(
+            seed,
+            max(len(runs[0].record.checkpoints or []) - 1, 0),
+            [r.record.segment["index"] for r in replayed[seed]],
+        )
+        for seed, runs in by_seed.items()
+        if method == "segments"
+    ]
+    sampled = any(s.unseen is not None for s in segments)
+    return Verification(
+        method=method,
+        requested=verify.get("requested", method),
+        why=verify.get("why"),
+        segments=segments,
+        draw_seed=verify.get("draw_seed") if sampled else None,
+        checkpoint_bytes=sum(
+            int(c.get("bytes", 0))
+            for runs in by_seed.values()
+            for run in runs
+            for c in run.record.checkpoints or []
+        ),
+    )

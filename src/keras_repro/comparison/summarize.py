@@ -23,7 +23,7 @@ from keras_repro.comparison.diagnosis import fingerprint_backends, flatten
 from keras_repro.comparison.initializer_checks import check_initializers
 from keras_repro.comparison.noise import noise_floor
 from keras_repro.comparison.pairs import compare_pair
-from keras_repro.comparison.segments import compare_segment
+from keras_repro.comparison.segments import compare_segment, verification
 from keras_repro.comparison.summary import (
     Comparison,
     ControlGroup,
@@ -36,9 +36,7 @@ from keras_repro.comparison.summary import (
     ReferenceResult,
     RunTime,
     SeedResult,
-    SegmentCoverage,
     ValueCell,
-    Verification,
 )
 from keras_repro.comparison.wording import UNZOOMED_SENTENCE, zoom_sentence
 from keras_repro.comparison.zoom import (
@@ -165,11 +163,14 @@ def _control_group(arm: str, runs: list[Run], tolerance: Tolerance | None) -> Co
 
 
 def _controls(
-    controls: dict[str, list[Run]] | None, seeded: list[Run], tolerance: Tolerance | None
+    controls: dict[str, list[Run]] | None,
+    seeded: list[Run],
+    tolerance: Tolerance | None,
+    nondeterministic_on: str | None = None,
 ) -> ControlResult:
     if controls is None:
         return ControlResult(enabled=False)
-    result = ControlResult(enabled=True)
+    result = ControlResult(enabled=True, nondeterministic_on=nondeterministic_on)
     if len(controls.get("unseeded", [])) > 1:
         result.unseeded = _control_group("unseeded", controls["unseeded"], tolerance)
     nondeterministic = controls.get("nondeterministic", [])
@@ -208,6 +209,7 @@ def summarize(
     verify: dict[str, Any] | None = None,
     zooms: list[Path] | None = None,
     noise: tuple[list[Run], list[Run]] | None = None,
+    nondeterministic_on: str | None = None,
 ) -> Comparison:
     """Compare every repeat with the first of its seed, the seeds with each other, and the
     initializer draws across processes; judge the control arm (``controls``: runs by arm,
@@ -218,7 +220,8 @@ def summarize(
     the segments replayed of each seed's run (``verify``: what was asked, what was used and
     why, the seed that drew the segments). ``zooms``: the zoom records of the pairs that
     parted, each pair's found where its sides first part. ``noise``: the runs of the noise
-    floor (one seed with determinism off, more seeds with it on)."""
+    floor (one seed with determinism off, more seeds with it on). ``nondeterministic_on``: the
+    model in whose cell the runs with op determinism off trained, when not in this one."""
     refused = list(refused or [])
     outcomes = list(outcomes or [])
     coverage = describe_coverage(runs, manifest)
@@ -239,7 +242,7 @@ def summarize(
     seed_divergences = compare_seeds({seed: group[0].record for seed, group in by_seed.items()})
     checks, initializer_divergences = check_initializers(initializer_draws)
     divergences += seed_divergences + initializer_divergences
-    control = _controls(controls, runs, tolerance)
+    control = _controls(controls, runs, tolerance, nondeterministic_on)
     failures = _failures(control, reference)
     labels = [f"seed {r.seed} repeat {r.repeat}" for r in records]
     control_runs = [run for group in (controls or {}).values() for run in group]
@@ -318,35 +321,3 @@ def _say_unzoomed(seeds: dict[int, SeedResult], by_seed: dict[int, list[Run]]) -
                 repeats.get(result.reference_repeat), other
             ):
                 first.explanation = "; ".join(filter(None, [first.explanation, UNZOOMED_SENTENCE]))
-
-
-def verification(
-    verify: dict[str, Any] | None, by_seed: dict[int, list[Run]], replayed: dict[int, list[Run]]
-) -> Verification:
-    """How the seeds were proven (``verify``: as the workflow passes it), what the segments
-    replayed covered, and the disk the seeded runs' checkpoints take."""
-    verify = verify or {}
-    method = verify.get("used", "repeats")
-    segments = [
-        SegmentCoverage(
-            seed,
-            max(len(runs[0].record.checkpoints or []) - 1, 0),
-            [r.record.segment["index"] for r in replayed[seed]],
-        )
-        for seed, runs in by_seed.items()
-        if method == "segments"
-    ]
-    sampled = any(s.unseen is not None for s in segments)
-    return Verification(
-        method=method,
-        requested=verify.get("requested", method),
-        why=verify.get("why"),
-        segments=segments,
-        draw_seed=verify.get("draw_seed") if sampled else None,
-        checkpoint_bytes=sum(
-            int(c.get("bytes", 0))
-            for runs in by_seed.values()
-            for run in runs
-            for c in run.record.checkpoints or []
-        ),
-    )

@@ -123,6 +123,9 @@ class ControlResult:
     unseeded: ControlGroup | None = None
     nondeterministic: ControlGroup | None = None
     deterministic_seconds_per_epoch: float | None = None  # median of the same seed's runs
+    # The model in whose cell (on this backend) the runs with op determinism off trained, when
+    # they train once per backend and not here (control.nondeterministic: per_backend).
+    nondeterministic_on: str | None = None
 
     @property
     def has_power(self) -> bool | None:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from keras_repro.comparison.coverage import planted
+from keras_repro.comparison.coverage import combined_coverage, planted
 from keras_repro.comparison.evidence import Evidence, compare_evidence
 from keras_repro.comparison.matrix import Cell
 from keras_repro.comparison.summary import Comparison
@@ -151,6 +151,7 @@ def judge(
         seeds,
         str(report),
         proven=[covered(comparison.verification)],
+        dataset=comparison.coverage.dataset if comparison.coverage else None,
     )
     with atomic_write(verdict_path) as handle:
         handle.write(line + "\n")
@@ -198,6 +199,7 @@ def judge_matrix(cells: list[Cell], verdict_path: Path, *, matrix_html: Path | N
             f"no cell could train here, so nothing was judged: {stated}.\nThe matrix stays in "
             f"{page}."
         )
+    trained = combined_coverage([c.coverage for _, c in judged])
     line = identical_line(
         [c.mode_label for _, c in judged],
         sum(c.runs for _, c in judged),
@@ -205,6 +207,7 @@ def judge_matrix(cells: list[Cell], verdict_path: Path, *, matrix_html: Path | N
         str(page),
         cells=f" in {plural(len(judged), 'cell')} ({', '.join(cell.name for cell, _ in judged)})",
         proven=[covered(c.verification) for _, c in judged],
+        dataset=trained.dataset if trained else None,
     ) + (f"; {stated}" if stated else "")
     with atomic_write(verdict_path) as handle:
         handle.write(line + "\n")

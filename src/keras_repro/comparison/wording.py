@@ -14,6 +14,13 @@ from keras_repro.comparison.zoom import ZoomFinding
 from keras_repro.files import human_size
 
 RETRAIN_REFUSED = "Delete each refused record and run the workflow again to retrain it."
+# Said on the matrix page and the front page of `snakemake --report`.
+KEEP_APART = (
+    "Results are kept by model and backend only: a run of this cell with another config "
+    "(dataset, subset, epochs, compile...) replaces its runs and its report. Keep experiments "
+    "apart with a folder each, its config.yaml in it: snakemake --cores all --directory "
+    "EXPERIMENT (a model file's path is then relative to that folder)."
+)
 
 
 def plural(count: int, noun: str) -> str:
@@ -140,8 +147,22 @@ def headline(comparison: Comparison) -> str:
 
 
 def found(comparison: Comparison) -> str:
-    """What a comparison found that fails it: its divergences and failed checks, counted."""
-    said = [plural(len(comparison.divergences), "divergence")] if comparison.divergences else []
+    """What a comparison found that fails it, counted as the verdict lists it: the seeds whose
+    runs diverged (each seed's first divergence is listed, and how many values differed in
+    all), the other divergences (seeds alike, initializers), the failed checks."""
+    diverged = [result for result in comparison.seeds.values() if result.first_divergence]
+    in_seeds = sum(
+        d.kind not in ("seed_ineffective", "initializer") for d in comparison.divergences
+    )
+    said = []
+    if diverged:
+        listed = "the first listed" if len(diverged) == 1 else "each seed's first listed"
+        said.append(
+            f"{len(diverged)} of {plural(len(comparison.seeds), 'seed')} diverged"
+            + (f" ({in_seeds} differences in all, {listed})" if in_seeds > len(diverged) else "")
+        )
+    others = len(comparison.headline_divergences()) - len(diverged)
+    said += [plural(others, "divergence")] if others else []
     said += [plural(len(comparison.failures), "failed check")] if comparison.failures else []
     return ", ".join(said)
 
@@ -244,13 +265,16 @@ def identical_line(
     report: str,
     cells: str = "",
     proven: Iterable[str | None] = (),
+    dataset: str | None = None,
 ) -> str:
     """The verdict's line when every judged run agreed; ``cells``: how many cells and which
-    (a matrix of more than one); ``proven``: what segments replayed covered (``covered``)."""
+    (a matrix of more than one); ``proven``: what segments replayed covered (``covered``);
+    ``dataset``: what they trained on (the manifest's name, when known)."""
     said = "; ".join(dict.fromkeys(p for p in proven if p))
     return (
         f"identical ({', '.join(dict.fromkeys(modes))}): {plural(runs, 'run')}{cells}, "
         f"seeds {', '.join(map(str, dict.fromkeys(seeds)))}"
         + (f", {said}" if said else "")
+        + (f", on dataset {dataset}" if dataset else "")
         + f" — report: {report}"
     )

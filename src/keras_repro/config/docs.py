@@ -56,10 +56,12 @@ def render_config_yaml(schema: dict[str, Any] | None = None) -> str:
         lines += ["", *_comment(subschema["description"], "")]
         default = subschema["default"]
         if subschema.get("properties"):
-            lines.append(f"{key}:")
+            # Keys that count only when set are listed commented out, with their defaults.
+            unset = "# " if subschema.get("x-keys-set-only") else ""
+            lines.append(f"{key}: {{}}" if unset else f"{key}:")
             for inner, inner_schema in subschema["properties"].items():
                 lines += _comment(inner_schema["description"], "  ")
-                lines.append(f"  {inner}: {_inline(inner_schema['default'])}")
+                lines.append(f"  {unset}{inner}: {_inline(inner_schema['default'])}")
         elif isinstance(default, dict) and default:
             block = yaml.safe_dump({key: default}, sort_keys=False, width=100)
             lines += block.rstrip("\n").splitlines()

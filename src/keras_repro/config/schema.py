@@ -178,16 +178,27 @@ def _size_problems(config: dict[str, Any]) -> list[str]:
     limit = config["limits"]["max_runs"]
     keys, values = ["seeds × repeats"], [f"{len(config['seeds'])} × {config['repeats']}"]
     runs = len(config["seeds"]) * config["repeats"]
-    if config["control"]["enabled"]:
-        keys.append("2 × control.repeats")
-        values.append(f"2 × {config['control']['repeats']}")
-        runs += 2 * config["control"]["repeats"]
-    planned, counted = " + ".join(keys), " + ".join(values)
     cells = len(config["models"] or [config["model"]]) * len(config["backends"])
+    control, once = config["control"], ("", "", 0)  # what trains once per backend
+    if control["enabled"] and (cells == 1 or control["nondeterministic"] == "per_cell"):
+        keys.append("2 × control.repeats")
+        values.append(f"2 × {control['repeats']}")
+        runs += 2 * control["repeats"]
+    elif control["enabled"]:
+        keys.append("control.repeats")
+        values.append(str(control["repeats"]))
+        runs += control["repeats"]
+        backends = len(config["backends"])
+        once = (
+            " + backends × control.repeats",
+            f" + {backends} × {control['repeats']}",
+            backends * control["repeats"],
+        )
+    planned, counted = " + ".join(keys), " + ".join(values)
     if cells > 1:
-        planned = f"cells (models × backends) × ({planned})"
-        counted = f"{cells} × ({counted})"
-        runs *= cells
+        planned = f"cells (models × backends) × ({planned}){once[0]}"
+        counted = f"{cells} × ({counted}){once[1]}"
+        runs = runs * cells + once[2]
     problems = []
     fix = "raise limits.max_runs if you mean it"
     if runs > limit:

@@ -78,6 +78,9 @@ class RunSettings:
     backend: str = DEFAULT_BACKEND  # the Keras backend it trains on (KERAS_BACKEND)
     # Whether it saves the checkpoints its config plans (the control arm's runs do not).
     save_checkpoints: bool = True
+    # The keys of the config's compile that the user set (the rest are the schema's defaults):
+    # only these are set over the compile of a model whose build compiled it.
+    compile_given: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:
@@ -88,6 +91,12 @@ class RunSettings:
 
     def __getitem__(self, key: str) -> Any:
         return self.config[key]
+
+    @property
+    def weight_nudge_step(self) -> int | None:
+        """The step after which a weight is nudged by one ULP (None: none, or the fault is a
+        batch fed differently)."""
+        return None if self.perturb_batch else self.perturb_step
 
     def child_environment(self) -> dict[str, str]:
         """The variables the training process needs before Python starts: its backend's
@@ -200,6 +209,11 @@ def from_arguments(args: argparse.Namespace) -> RunSettings:
             config[path[0]] = {**config.get(path[0], {}), path[1]: value}
     identity = dataclasses.asdict(base) if base else {"repeat": 0}
     identity.pop("config", None)
+    given = [*identity.get("compile_given", [])]
+    for _option, path, _leaf in _config_options(load_schema()):
+        if path[0] == "compile" and getattr(args, ".".join(path)) is not None:
+            given.append(path[1])
+    identity["compile_given"] = list(dict.fromkeys(given))
     for name in ("seed", "repeat", "op_determinism", "perturb_step", "perturb_variable", "backend"):
         if getattr(args, name) is not None:
             identity[name] = getattr(args, name)

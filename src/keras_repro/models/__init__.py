@@ -16,6 +16,8 @@ from keras_repro.models.registry import (
     matrix_models,
     model_name,
     model_sha256,
+    overridden_compile_keys,
+    own_compile_arguments,
     resolve_model,
 )
 
@@ -28,5 +30,7 @@ __all__ = [
     "matrix_models",
     "model_name",
     "model_sha256",
+    "overridden_compile_keys",
+    "own_compile_arguments",
     "resolve_model",
 ]

@@ -147,6 +147,8 @@ def check_model(
             for layer in model.layers
         ],
         "compile": compile_settings,
+        # Its build compiled it: its own compile is kept, the config's keys set over it.
+        "compiled_by_build": bool(getattr(model, "compiled", False)),
         # Said up front: a GPU run of this model on this backend cannot be bit-reproducible.
         "not_possible_on_gpu": dataclasses.asdict(on_gpu) if on_gpu else None,
     }

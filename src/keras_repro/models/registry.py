@@ -218,3 +218,39 @@ def compile_arguments(settings: dict[str, Any]) -> dict[str, Any]:
         "metrics": list(settings["metrics"]),
         "jit_compile": settings["jit_compile"],
     }
+
+
+COMPILE_KEYS = ("optimizer", "learning_rate", "loss", "metrics", "jit_compile")
+
+
+def overridden_compile_keys(settings: dict[str, Any], given: list[str]) -> list[str]:
+    """The config's compile keys set over a model's own compile: those given (a learning rate
+    of null, the optimizer's default, sets nothing)."""
+    return [
+        key
+        for key in COMPILE_KEYS
+        if key in given and not (key == "learning_rate" and settings[key] is None)
+    ]
+
+
+def own_compile_arguments(
+    model: Any, settings: dict[str, Any], given: list[str]
+) -> dict[str, Any] | None:
+    """``model.compile``'s arguments for a model its build compiled: its own, with only the
+    config's ``given`` keys set over them (a learning rate alone goes on its own optimizer,
+    schedule replaced); None when the config sets none of them (its compile stays as it is)."""
+    overridden = overridden_compile_keys(settings, given)
+    if not overridden:
+        return None
+    # What the model's own compile was given (Keras keeps it to save and reload the model).
+    arguments = dict(model._compile_config.config)
+    if "optimizer" in overridden:
+        arguments["optimizer"] = compile_arguments(settings)["optimizer"]
+    elif "learning_rate" in overridden:
+        own = arguments["optimizer"]
+        config = {**own.get_config(), "learning_rate": settings["learning_rate"]}
+        arguments["optimizer"] = type(own).from_config(config)
+    for key in ("loss", "metrics", "jit_compile"):
+        if key in overridden:
+            arguments[key] = settings[key]
+    return arguments

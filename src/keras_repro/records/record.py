@@ -66,6 +66,11 @@ class RunRecord:
     # A segment replayed from a run's checkpoint: {"index", "first_step", "last_step",
     # "first_epoch", "last_epoch", "from_sha256", "end_state": {name: sha256}}; None for a run.
     segment: dict[str, Any] | None = None
+    # What model.compile was given: {"by": "config" or "model" (the model's build compiled it),
+    # "overridden": the config's compile keys set over the model's own, "optimizer" (Keras'
+    # serialization: class_name, config, a learning-rate schedule within), "loss", "metrics",
+    # "jit_compile"}; None in records written before it was recorded.
+    compiled: dict[str, Any] | None = None
 
     def setting(self, key: str) -> Any:
         """A setting of the run, or what a record written before it existed was trained with."""
@@ -153,6 +158,11 @@ def _check_fields(data: dict[str, Any], path: Path) -> None:
             f"{path}: trace must be {{'file': ..., 'sha256': ...}}, got {trace!r:.60}"
         )
     _check_checkpoints(data.get("checkpoints"), path)
+    compiled = data.get("compiled")
+    if compiled is not None and not (
+        isinstance(compiled, dict) and compiled.get("by") in ("config", "model")
+    ):
+        raise RecordError(f"{path}: compiled must say whose compile it was (config or model)")
     segment = data.get("segment")
     if segment is not None and not (
         isinstance(segment, dict)

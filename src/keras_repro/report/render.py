@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from keras_repro.comparison import (
+    KEEP_APART,
     Comparison,
     DigestCell,
     describe_divergence,
@@ -97,6 +98,7 @@ TEMPLATES.filters.update(
     hexfloat=lambda text: repr(float.fromhex(text)),
 )
 TEMPLATES.tests["folded"] = folded_fingerprint
+TEMPLATES.globals["keep_apart"] = KEEP_APART
 
 
 def render_page(template: str, **context: Any) -> str:

@@ -240,6 +240,7 @@ def record(
         },
         checkpoints=checkpoints,
         segment=segment,
+        compiled=built.compiled,
     )
     write_record(run_record, record_path)
     return run_record

@@ -8,6 +8,7 @@ segment replayed from one of its checkpoints (``replay.py``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,7 +27,13 @@ from keras_repro.backends import (
 from keras_repro.config import RunSettings
 from keras_repro.data import data_spec, load_dataset, verify_dataset_file
 from keras_repro.errors import ReproError
-from keras_repro.models import ModelEntry, compile_arguments, load_model_entry
+from keras_repro.models import (
+    ModelEntry,
+    compile_arguments,
+    load_model_entry,
+    overridden_compile_keys,
+    own_compile_arguments,
+)
 from keras_repro.pipelines import load_pipeline
 from keras_repro.training.checkpointing import Checkpointer
 from keras_repro.training.nudge import check_perturb_step, check_perturb_variable
@@ -70,6 +77,7 @@ class Built:
     recorder: StepRecorder
     watcher: EpochWatcher
     weight_trace: WeightTrace
+    compiled: dict[str, Any]  # what model.compile was given (the run record's "compiled")
     checkpointer: Checkpointer | None = None
 
     def callbacks(self) -> list[keras.callbacks.Callback]:
@@ -173,13 +181,38 @@ def compile_model(
         steps, (epochs + 1) * prepared.test_steps, first_step
     )
     record_steps(model, recorder)
-    model.compile(**compile_arguments(settings["compile"]))
-    nudged = None if settings.perturb_batch else settings.perturb_step
+    compiled = compile_as_asked(model, settings)
     weight_trace = WeightTrace(
         settings["trace"]["every_steps"],
         steps_per_epoch,
-        nudged,
+        settings.weight_nudge_step,
         settings.perturb_variable,
         first_step,
     )
-    return Built(model, recorder, EpochWatcher(), weight_trace)
+    return Built(model, recorder, EpochWatcher(), weight_trace, compiled)
+
+
+def compile_as_asked(model: keras.Model, settings: RunSettings) -> dict[str, Any]:
+    """Compile ``model`` with the config's ``compile``, or keep the compile its build gave it
+    with only the config's keys the user set over it; returns what it was compiled with."""
+    if not model.compiled:
+        model.compile(**compile_arguments(settings["compile"]))
+        return compiled_with(model, "config", [])
+    given = list(settings.compile_given)
+    arguments = own_compile_arguments(model, settings["compile"], given)
+    if arguments is not None:
+        model.compile(**arguments)
+    return compiled_with(model, "model", overridden_compile_keys(settings["compile"], given))
+
+
+def compiled_with(model: keras.Model, by: str, overridden: list[str]) -> dict[str, Any]:
+    """What ``model.compile`` was given, as JSON: the optimizer as Keras serializes it (its
+    class, its settings, a learning-rate schedule within), the loss, the metrics."""
+    given = model._compile_config.config  # what compile was called with (Keras keeps it)
+    said = {
+        "optimizer": keras.optimizers.serialize(model.optimizer),
+        "loss": keras.saving.serialize_keras_object(given.get("loss")),
+        "metrics": keras.saving.serialize_keras_object(list(given.get("metrics") or [])),
+        "jit_compile": given.get("jit_compile"),
+    }
+    return {"by": by, "overridden": overridden, **json.loads(json.dumps(said, default=str))}

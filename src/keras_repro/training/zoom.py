@@ -31,7 +31,6 @@ from keras_repro.digest import arrays_sha256, batch_fingerprint
 from keras_repro.errors import ReproError
 from keras_repro.files import path_below
 from keras_repro.logs import configure_logging
-from keras_repro.models import compile_arguments
 from keras_repro.records import (
     Checkpoint,
     ZoomRecord,
@@ -42,7 +41,7 @@ from keras_repro.records import (
 from keras_repro.training.checkpointing import RandomRestore, random_part, restore
 from keras_repro.training.cli import parser_for, settings_of
 from keras_repro.training.recording import WeightTrace
-from keras_repro.training.setup import Prepared, build_model, identity, prepare
+from keras_repro.training.setup import Prepared, build_model, compile_as_asked, identity, prepare
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,8 @@ def zoom_replay(
     verify_checkpoint_file(checkpoint_path, start["sha256"])
     prepared = prepare(dataset_path, settings)
     model = build_model(prepared, settings)
-    model.compile(**compile_arguments(settings["compile"]), run_eagerly=True)
+    compile_as_asked(model, settings)
+    model.run_eagerly = True  # every layer's call seen, each step's values at hand
     checkpoint = restore(
         model,
         checkpoint_path,
@@ -231,7 +231,7 @@ def zoom_replay(
     nudge = WeightTrace(
         settings["trace"]["every_steps"],
         prepared.steps_per_epoch,
-        settings.perturb_step,
+        settings.weight_nudge_step,
         settings.perturb_variable,
         first,
     )
