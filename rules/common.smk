@@ -112,7 +112,9 @@ VERDICT = "results/report/verdict.txt"
 MATRIX_PAGE = "results/report/report.html"
 FRONT_PAGE = "results/report/front_page.rst"
 CELL_REPORT = "results/report/{model}/{backend}"
+# What compare (and find_partings) write in a cell's report folder.
 CELL_REPORT_FILES = (
+    "partings.json",
     "summary.json",
     "report.md",
     "report.html",

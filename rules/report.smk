@@ -95,7 +95,10 @@ rule matrix:
         # may lie. Neither changes what the matrix says of this run's cells.
         given_config=operational(GIVEN_CONFIG),
         earlier=operational(
-            dict(reports="results/report", runs=["results/runs", "results/control"])
+            dict(
+                reports="results/report",
+                runs=["results/runs", "results/control", "results/noise", "results/zoom"],
+            )
         ),
         report_files=operational(CELL_REPORT_FILES),
         code=code("matrix.py"),

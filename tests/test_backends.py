@@ -67,8 +67,6 @@ from keras_repro.training.cli import main
 main(sys.argv[1:])
 import keras
 
-# The module fixture is built once: every test of the module on one xdist worker.
-pytestmark = pytest.mark.xdist_group("backends")
 assert keras.backend.backend() == "jax"
 assert "tensorflow" not in sys.modules, "TensorFlow was imported after all"
 """

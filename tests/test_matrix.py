@@ -33,9 +33,6 @@ from keras_repro.records.trace import write_trace
 from keras_repro.report.cell import ReportPaths, write_report
 from keras_repro.report.matrix_pages import write_matrix, write_pages
 
-# The module fixture is built once: every test of the module on one xdist worker.
-pytestmark = pytest.mark.xdist_group("matrix")
-
 PAYLOAD = "<script>alert(1)</script>"
 VARIABLES = [f"sequential/dense_{PAYLOAD}/kernel", "sequential/dense/bias", "sequential/conv/k"]
 MODELS = ("recipe", "lstm_rows")

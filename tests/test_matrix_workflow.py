@@ -15,7 +15,7 @@ from workflows import snakemake, vectors_dataset, write_config
 
 from keras_repro.records.record import read_record, write_record
 
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("matrix_workflow")]
+pytestmark = pytest.mark.workflow
 
 DENSE = """
     import keras

@@ -141,7 +141,15 @@ def test_a_cell_an_earlier_config_left_loses_its_report_and_keeps_its_runs(copie
 
 def test_the_control_arm_prices_determinism_once_per_backend(finished_run):
     result = snakemake(finished_run, "-n", "--config", "models=[recipe, batchnorm_cnn]")
-    expected = {"check_model", "train", "train_unseeded", "compare", "matrix", "verdict"}
+    expected = {
+        "check_model",
+        "train",
+        "train_unseeded",
+        "find_partings",
+        "compare",
+        "matrix",
+        "verdict",
+    }
     assert planned_rules(result) == expected
     planned = re.findall(r"^    output: (results/control/\S+/history\.json)", result.stdout, re.M)
     assert sorted(planned) == [

@@ -18,7 +18,7 @@ from workflows import snakemake
 from keras_repro.digest import file_sha256
 from keras_repro.records.record import read_record, write_record
 
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("robustness_bundles")]
+pytestmark = pytest.mark.workflow
 
 VERDICT = Path("results/report/verdict.txt")
 BUNDLE = Path("results/references/base")

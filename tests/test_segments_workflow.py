@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 from workflows import planned_rules, require_fashion_mnist, snakemake, write_config
 
-pytestmark = [
-    pytest.mark.workflow,
-    pytest.mark.real_data,
-    pytest.mark.xdist_group("segments_workflow"),
-]
+pytestmark = [pytest.mark.workflow, pytest.mark.real_data]
 
 RUN = "results/runs/recipe/tensorflow/seed812/repeat1"
 SEGMENTS = {

@@ -22,7 +22,7 @@ from workflows import snakemake, training_results, write_synthetic_config
 from keras_repro.records.record import read_record
 
 # One SLURM cluster per machine: every test of it on one xdist worker.
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 PARTITION = "debug"  # the partition cluster.sh defines

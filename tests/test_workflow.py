@@ -113,11 +113,12 @@ def test_real_fashion_mnist_trains_reproducibly(tmp_path):
     write_config(
         workdir,
         dataset="fashion_mnist",
-        subset={"train": 10000, "test": 2000},
+        subset={"train": 5000, "test": 1000},
         seeds=[812, 42],
         repeats=2,
         epochs=1,
         threads=1,
+        control={"enabled": False},  # the control arm is the synthetic run's to show
     )
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout
@@ -127,7 +128,7 @@ def test_real_fashion_mnist_trains_reproducibly(tmp_path):
         record = read_record(
             workdir / f"results/runs/recipe/tensorflow/seed{seed}/repeat1/history.json"
         )
-        assert record.evaluation["accuracy"] > 0.6, "one epoch on 10k images learns something"
+        assert record.evaluation["accuracy"] > 0.6, "one epoch on 5k images learns something"
 
 
 def test_snakemake_report_holds_the_verdict_the_curves_and_the_table(copied_run, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from serving import serving
 from workflows import require_fashion_mnist, snakemake, write_config, write_synthetic_config
 
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("zoom_workflow")]
+pytestmark = pytest.mark.workflow
 
 # A layer that adds noise drawn from the operating system's entropy: nothing a seed reaches.
 NOISY_MODEL = textwrap.dedent(

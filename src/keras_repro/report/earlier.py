@@ -42,7 +42,7 @@ def forget_earlier_cells(
     runs: Iterable[Path | str],
     report_files: Iterable[str],
 ) -> Earlier:
-    """Remove the report files (``report_files``, as compare writes them) of every cell under
+    """Remove the report files (``report_files``, as compare and find_partings write them) of every cell under
     ``reports`` that is not one of ``cells``, and list the run folders of such cells under
     ``runs`` (kept: training them again costs what it cost)."""
     current = {(model, backend) for model, backend in cells}
