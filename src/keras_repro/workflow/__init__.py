@@ -3,7 +3,14 @@ trigger), the processes behind a job and a workflow's lock, and the snakemake co
 work folder (for the smoke test, the tests and the benchmarks)."""
 
 from keras_repro.workflow.command import SNAKEFILE, snakemake_command
-from keras_repro.workflow.processes import job_owner, stale_lock_hint
+from keras_repro.workflow.processes import die_with_parent, job_owner, stale_lock_hint
 from keras_repro.workflow.provenance import code_digest
 
-__all__ = ["SNAKEFILE", "code_digest", "job_owner", "snakemake_command", "stale_lock_hint"]
+__all__ = [
+    "SNAKEFILE",
+    "code_digest",
+    "die_with_parent",
+    "job_owner",
+    "snakemake_command",
+    "stale_lock_hint",
+]
