@@ -206,12 +206,14 @@ def _too_big(
     """The refusal of member ``key``, larger than the counts allow: its dtype and shape, and
     the max_megabytes that would allow the four arrays together."""
     shape, dtype = _declared(archive, entries[f"{key}.npy"])
-    per = f"{IMAGE_BYTES} bytes per example" if key.startswith("x") else "8 bytes per label"
+    per = f"{IMAGE_BYTES} bytes per example, MNIST's" if key[0] == "x" else "8 bytes per label"
+    size = human_size(entries[f"{key}.npy"].file_size)
     total = sum(entries[f"{name}.npy"].file_size for name in NPZ_KEYS.values())
     return DatasetError(
-        f"{where}: {key} is {dtype} {shape}: it inflates to {human_size(entries[f'{key}.npy'].file_size)}, "
-        f"more than the {human_size(bound)} the dataset's counts allow ({per}, MNIST's); for "
-        f"this data set the dataset's max_megabytes to at least {megabytes_for(total)}"
+        f"{where}: {key} is {dtype} {shape}: it inflates to {size}, more than the "
+        f"{human_size(bound)} the dataset's counts allow ({per}); set the dataset's "
+        f"max_megabytes to at least {megabytes_for(total)} (the four arrays together, "
+        "uncompressed)"
     )
 
 
