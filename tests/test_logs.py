@@ -27,10 +27,11 @@ def run_script(tmp_path: Path, body: str, setup: str) -> subprocess.CompletedPro
             f"""
             import logging
             from keras_repro.errors import ReproError
-            from keras_repro.logs import LOG_ONLY, configure_logging, log_everything_to
+            from keras_repro.logs import CONSOLE_ONLY, LOG_ONLY, configure_logging, log_everything_to
             {setup}
             logging.info("said on the console")
             logging.info("for the log", extra=LOG_ONLY)
+            logging.warning("already in the log", extra=CONSOLE_ONLY)
             {body}
             """
         )
@@ -52,11 +53,12 @@ def test_the_console_gets_one_line_and_the_log_the_traceback(tmp_path, setup, ca
     assert said in console[-1]
     assert len([line for line in console if " ERROR " in line or " CRITICAL " in line]) == 1
     assert "for the log" in log and "for the log" not in result.stderr
+    assert "already in the log" in result.stderr and "already in the log" not in log
     if setup.startswith("configure"):
         assert "said on the console" in result.stderr
     if case == "a bug":
         assert console[-1].endswith(
-            "CRITICAL uncaught error: ValueError: the last line (script.py, line 8, in "
+            "CRITICAL uncaught error: ValueError: the last line (script.py, line 9, in "
             "<module>) (the traceback is in job.log)"
         )
         assert "Traceback (most recent call last)" in log
@@ -80,3 +82,12 @@ def test_a_users_code_is_named_by_its_file_and_line(tmp_path, monkeypatch):
     assert error_line(raised.value) == said
     assert error_line(raised.value, tmp_path / "my_model.py") == said
     assert error_line(raised.value, tmp_path / "other.py") == "ZeroDivisionError: division by zero"
+
+
+def test_a_keras_layers_error_is_said_by_its_own_message():
+    wrapped = ValueError(
+        "Exception encountered when calling Fails.call().\n\n\x1b[1mthis model cannot "
+        "train\x1b[0m\n\nArguments received by Fails.call():\n  • inputs=tf.Tensor(shape="
+        "(64, 28, 28), dtype=float32)\n  • training=True"
+    )
+    assert error_line(wrapped) == "ValueError: this model cannot train"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import site
 import sys
 import traceback as tracebacks
@@ -20,7 +21,16 @@ from keras_repro.errors import ReproError
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
 # ``extra=`` of a line that belongs in the log and not on the console (e.g. "no GPU found").
 LOG_ONLY = {"log_only": True}
+# ... and of one already in the log, said again on the console (by a process whose child
+# wrote the log).
+CONSOLE_ONLY = {"console_only": True}
 PACKAGE_DIR = Path(__file__).resolve().parent
+# A frame quoted in an error's message (TensorFlow's "in user code:" block), and the files
+# autograph generates from a user's function.
+QUOTED_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
+AUTOGRAPH_FILE = "__autograph_generated_file"
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+KERAS_CALLING, KERAS_ARGUMENTS = "Exception encountered when calling", "Arguments received by"
 
 
 class _WithoutTraceback(logging.Formatter):
@@ -46,6 +56,10 @@ def _on_console(record: logging.LogRecord) -> bool:
     return not getattr(record, "log_only", False)
 
 
+def _in_log(record: logging.LogRecord) -> bool:
+    return not getattr(record, "console_only", False)
+
+
 def _console_handler(stream, log_path: Path | None, level: int) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.setLevel(level)
@@ -68,10 +82,9 @@ def configure_logging(log_path: str | Path | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")
         # Appending: a child process may write to the same log between our lines.
-        handlers = [
-            _console_handler(sys.stderr, log_path, logging.INFO),
-            logging.FileHandler(log_path, mode="a"),
-        ]
+        in_log = logging.FileHandler(log_path, mode="a")
+        in_log.addFilter(_in_log)
+        handlers = [_console_handler(sys.stderr, log_path, logging.INFO), in_log]
     logging.basicConfig(level=logging.INFO, format=FORMAT, handlers=handlers, force=True)
     sys.excepthook = _log_uncaught
 
@@ -85,6 +98,8 @@ def log_everything_to(log_path: str | Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), sys.stderr.fileno())
     configure_logging()  # to stderr, which is the log now
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_in_log)
     logging.getLogger().addHandler(_console_handler(console, log_path, logging.WARNING))
 
 
@@ -97,17 +112,23 @@ def _not_users() -> tuple[str, ...]:
 def raised_at(error: BaseException, file: str | Path | None = None) -> str | None:
     """Where ``error`` was raised in a user's code, "my_model.py, line 7, in build": the
     innermost frame of its traceback in ``file``, or (without ``file``) in a file that is
-    neither Python's, an installed package's nor this package's; None when there is none."""
-    wanted = Path(file).resolve() if file is not None else None
+    neither Python's, an installed package's nor this package's; None when there is none.
+    Code TensorFlow's autograph converted is named where its message says ("in user code")."""
     if isinstance(error, SyntaxError) and error.filename and error.lineno:
         return f"{shown_path(error.filename)}, line {error.lineno}"
+    frames = [
+        (frame.filename, frame.lineno, frame.name)
+        for frame in tracebacks.extract_tb(error.__traceback__)
+    ]
+    frames += [(f, int(n), name) for f, n, name in QUOTED_FRAME.findall(str(error))]
+    wanted = Path(file).resolve() if file is not None else None
     skipped = _not_users()
-    for frame in reversed(tracebacks.extract_tb(error.__traceback__)):
-        if frame.filename.startswith("<"):
+    for filename, line, function in reversed(frames):
+        if filename.startswith("<") or AUTOGRAPH_FILE in filename:
             continue
-        path = Path(frame.filename).resolve()
+        path = Path(filename).resolve()
         if (path == wanted) if wanted else not str(path).startswith(skipped):
-            return f"{shown_path(frame.filename)}, line {frame.lineno}, in {frame.name}"
+            return f"{shown_path(filename)}, line {line}, in {function}"
     return None
 
 
@@ -124,8 +145,14 @@ def error_line(error: BaseException, file: str | Path | None = None) -> str:
     the last line of its message (a framework's says what went wrong last), and where the
     user's code raised it (``raised_at``)."""
     message = error.msg if isinstance(error, SyntaxError) else str(error)
-    lines = [line for line in message.strip().splitlines() if line.strip()]
-    line = f"{type(error).__name__}: {lines[-1].strip()}" if lines else type(error).__name__
+    message = ANSI_STYLE.sub("", message)  # Keras makes a layer's message bold
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    # Keras wraps a layer's error: "Exception encountered when calling …", the message, then
+    # "Arguments received by …" and a line per argument.
+    if received := [n for n, line in enumerate(lines) if line.startswith(KERAS_ARGUMENTS)]:
+        lines = [line for line in lines[: received[0]] if not line.startswith(KERAS_CALLING)]
+    kind = type(error).__name__
+    line = f"{kind}: {lines[-1].removeprefix(f'{kind}: ')}" if lines else kind
     where = raised_at(error, file)
     return f"{line} ({where})" if where else line
 

@@ -104,7 +104,7 @@ def last_error(log_path: Path) -> str:
         if line.startswith("error: "):
             return line.removeprefix("error: ")
         if found := LOGGED_ERROR.match(line):
-            return found.group(1)
+            return found.group(1).removeprefix("uncaught error: ")
     return lines[-1] if lines else "nothing in its log"
 
 
