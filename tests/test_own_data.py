@@ -150,7 +150,8 @@ def test_scikit_learn_data_trains_to_a_verdict_from_the_one_command_entry(tmp_pa
     assert entry.returncode == 0, entry.stderr
     (workdir / f"{case}.yaml").write_text(entry.stdout)
 
-    result = snakemake(workdir, "--configfile", f"{case}.yaml", "--config", f"dataset={case}")
+    entry_file = str(workdir / f"{case}.yaml")
+    result = snakemake(workdir, "--configfile", entry_file, "--config", f"dataset={case}")
     assert result.returncode == 0, result.stdout[-5000:]
     verdict = (workdir / "results/report/verdict.txt").read_text()
     assert verdict.startswith("identical (bit-exact): 2 runs"), verdict

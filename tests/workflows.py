@@ -12,7 +12,12 @@ import pytest
 import yaml
 from helpers import REPO
 
-from keras_repro.data.synthetic import dataset_entry, make_arrays, write_idx_files
+from keras_repro.data.synthetic import (
+    dataset_entry,
+    make_arrays,
+    write_idx_files,
+    write_keras_npz,
+)
 from keras_repro.records.record import read_record
 from keras_repro.workflow.command import snakemake_command
 
@@ -71,6 +76,25 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
         "threads": 1,
         # a weight checkpoint at every step: a planted nudge is named at its exact step
         "trace": {"every_steps": 1},
+    }
+    settings.update(overrides)
+    write_config(workdir, **settings)
+
+
+def write_npz_config(
+    workdir: Path, data: Path, arrays: dict[str, Any], **overrides: object
+) -> None:
+    """A config training on ``arrays`` (by role), written to ``data`` as a local npz, as
+    briefly as a verdict allows: one seed, two repeats, one epoch, no control arm."""
+    files = write_keras_npz(arrays, data / "own.npz")
+    settings: dict[str, object] = {
+        "dataset": "own",
+        "datasets": {"own": dataset_entry(arrays, files, str(data), fmt="npz")},
+        "seeds": [812],
+        "repeats": 2,
+        "epochs": 1,
+        "threads": 1,
+        "control": {"enabled": False},
     }
     settings.update(overrides)
     write_config(workdir, **settings)
