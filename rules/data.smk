@@ -35,6 +35,9 @@ rule build_dataset:
         subset=config["subset"],
         counts=lambda wildcards: dataset_entry(wildcards).get("counts"),
         max_megabytes=lambda wildcards: dataset_entry(wildcards).get("max_megabytes"),
+        # a bound and a warning: they change no dataset file
+        max_classes=operational(config["limits"]["max_classes"]),
+        batch_size=operational(config["batch_size"]),
         code=code("build_dataset.py"),
     script:
         "../scripts/build_dataset.py"

@@ -97,7 +97,12 @@ rule matrix:
         earlier=operational(
             dict(
                 reports="results/report",
-                runs=["results/runs", "results/control", "results/noise", "results/zoom"],
+                runs=[
+                    "results/runs",
+                    "results/control",
+                    "results/noise",
+                    "results/zoom",
+                ],
             )
         ),
         report_files=operational(CELL_REPORT_FILES),

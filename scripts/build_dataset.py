@@ -11,4 +11,6 @@ build_dataset(
     subset=snakemake.params.subset,
     expected_counts=snakemake.params.counts,
     max_megabytes=snakemake.params.max_megabytes,
+    max_classes=snakemake.params.max_classes,
+    batch_size=snakemake.params.batch_size,
 )

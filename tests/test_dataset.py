@@ -196,3 +196,120 @@ def test_data_larger_than_mnist_needs_max_megabytes(tmp_path):
     )
     assert record["format"] == "npz"
     assert manifest["spec"] == {"input_shape": [16, 16, 3], "num_classes": 5}
+
+
+def build_from_npz(tmp_path, arrays, **options):
+    """Download ``arrays`` as a local npz source and build them: the manifest."""
+    record = download_local(tmp_path, arrays, "npz", "own")
+    return build_dataset(record, tmp_path / "d.npz", tmp_path / "m.json", {}, **options)
+
+
+def test_a_label_that_makes_an_absurd_model_is_refused_naming_its_array_and_index(tmp_path):
+    arrays = other_data()
+    arrays["train_labels"][17] = 2**31 - 1
+    with pytest.raises(DatasetError) as refused:
+        build_from_npz(tmp_path, arrays)
+    assert str(refused.value) == (
+        "y_train[17] is 2,147,483,647, which makes 2,147,483,648 classes (the highest label + "
+        "1), more than the 100,000 limits.max_classes allows: correct that label, or raise "
+        "limits.max_classes if the data has that many classes"
+    )
+    assert not (tmp_path / "d.npz").exists() and not (tmp_path / "m.json").exists()
+    arrays["train_labels"][17] = 2
+    arrays["test_labels"][3] = 60
+    with pytest.raises(DatasetError, match=r"^y_test\[3\] is 60, which makes 61 classes .* 50 "):
+        build_from_npz(tmp_path, arrays, max_classes=50)
+
+
+def test_classes_without_an_example_are_said_and_recorded(tmp_path, caplog):
+    arrays = other_data()  # labels 0-2
+    arrays["test_labels"][0] = 5  # classes 3 and 4 have no example
+    arrays["train_labels"][arrays["train_labels"] == 1] = 0
+    arrays["train_labels"][0] = 1
+    manifest = build_dataset(
+        download_local(tmp_path, arrays, "npz", "own"),
+        tmp_path / "d.npz",
+        tmp_path / "m.json",
+        {"train": 20},  # the one training example of class 1 is the first
+        batch_size=8,
+    )
+    assert manifest["spec"]["num_classes"] == 6
+    assert manifest["classes"] == {"count": 6, "empty": [3, 4], "missing_from_training": [5]}
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said[0].startswith("classes 3–4 have no example: the labels run from 0 to 5")
+    assert said[1].startswith("the training examples have none of class 5")
+
+
+@pytest.mark.parametrize(("split", "use"), [("train", "trains on"), ("test", "validates")])
+def test_an_empty_split_is_refused_when_the_data_is_built(tmp_path, split, use):
+    arrays = other_data()
+    for kind in ("images", "labels"):
+        arrays[f"{split}_{kind}"] = arrays[f"{split}_{kind}"][:0]
+    with pytest.raises(DatasetError) as refused:
+        build_from_npz(tmp_path, arrays)
+    assert str(refused.value).startswith(
+        f"the {split} split is empty (x_{split} and y_{split} hold 0 examples), and every run {use}"
+    )
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_a_subset_smaller_than_one_batch_is_said(tmp_path, download_dir, caplog):
+    build_dataset(
+        download_dir, tmp_path / "d.npz", tmp_path / "m.json", {"train": 10}, batch_size=64
+    )
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said[0] == (
+        "the train split has 10 examples, fewer than one batch (batch_size 64): each epoch is "
+        "a single step of 10"
+    )
+    assert "the test split" not in " ".join(said), "the whole test split, 100, fills a batch"
+
+
+def test_int64_labels_and_small_float_inputs_fit_the_counts_bound(tmp_path):
+    """What scikit-learn's load_digits gives (float64 8×8 images, int64 labels), with counts:
+    within the counts' bound (784 bytes per example, 8 per label of any integer type). 1,500
+    int64 labels were refused: 12,000 bytes, past a bound of one byte per label."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "train_images": rng.integers(0, 17, (1500, 8, 8)).astype(np.float64),
+        "train_labels": rng.integers(0, 10, 1500),  # int64, as np.array makes them
+        "test_images": rng.integers(0, 17, (300, 8, 8)).astype(np.float64),
+        "test_labels": rng.integers(0, 10, 300),
+    }
+    folder = tmp_path / "source"
+    files = write_keras_npz(arrays, folder / "digits.npz")
+    source = {"name": "local", "format": "npz", "location": str(folder), "files": files}
+    counts = {"train": 1500, "test": 300}
+    download_dataset(
+        "digits", [source], tmp_path / "dl/source.json", expected_counts=counts, timeout=5, attempts=1,
+        backoff_seconds=0,
+    )  # fmt: skip
+    manifest = build_dataset(
+        tmp_path / "dl/source.json", tmp_path / "d.npz", tmp_path / "m.json", {}, counts
+    )
+    assert manifest["spec"] == {"input_shape": [8, 8], "num_classes": 10}
+    assert manifest["arrays"]["y_train"]["dtype"] == "<i8"
+
+
+def test_an_array_past_the_counts_bound_is_named_with_its_dtype_shape_and_the_fix(tmp_path):
+    rng = np.random.default_rng(2)
+    arrays = {
+        "train_images": rng.random((40, 16, 16, 3)).astype(np.float32),
+        "train_labels": rng.integers(0, 5, 40),
+        "test_images": rng.random((10, 16, 16, 3)).astype(np.float32),
+        "test_labels": rng.integers(0, 5, 10),
+    }
+    folder = tmp_path / "source"
+    files = write_keras_npz(arrays, folder / "colour.npz")
+    source = {"name": "local", "format": "npz", "location": str(folder), "files": files}
+    with pytest.raises(Exception) as refused:
+        download_dataset(
+            "colour", [source], tmp_path / "a/source.json", expected_counts={"train": 40, "test": 10},
+            timeout=5, attempts=1, backoff_seconds=0,
+        )  # fmt: skip
+    assert "colour.npz: x_train is float32 (40, 16, 16, 3): it inflates to" in str(refused.value)
+    assert "set the dataset's max_megabytes to at least 0.2" in str(refused.value)
+    download_dataset(
+        "colour", [source], tmp_path / "b/source.json", expected_counts={"train": 40, "test": 10},
+        max_megabytes=0.2, timeout=5, attempts=1, backoff_seconds=0,
+    )  # fmt: skip

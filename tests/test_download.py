@@ -166,3 +166,22 @@ def test_npz_and_idx_sources_give_identical_arrays(tmp_path, server, arrays, ide
     for role in a:
         np.testing.assert_array_equal(a[role], b[role])
         assert a[role].dtype == b[role].dtype == np.uint8
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_a_failed_local_dataset_says_what_to_check_not_to_go_offline(tmp_path, arrays, as_url):
+    folder = tmp_path / "mine"
+    files = write_keras_npz(arrays, folder / "mine.npz")
+    files["archive"]["sha256"] = "0" * 64
+    location = folder.as_uri() if as_url else str(folder)
+    source = {"name": "local", "format": "npz", "location": location, "files": files}
+    with pytest.raises(DownloadError) as raised:
+        download_dataset("mine", [source], tmp_path / "out" / "source.json", **FAST)
+    message = str(raised.value)
+    assert "expected 0000" in message
+    assert message.splitlines()[-1] == (
+        "Every source of datasets.mine is a file here: check that the files are where its entry "
+        "says, and that the entry matches them (for an .npz, keras-repro-add-dataset mine "
+        "FILE.npz prints a matching entry)."
+    )
+    assert "Offline?" not in message and "copy you already have" not in message

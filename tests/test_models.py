@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from keras_repro.data.dataset import content_identity
 from keras_repro.data.synthetic import make_arrays, write_idx_files, write_keras_npz
 from keras_repro.models import NAMES, ModelError
 from keras_repro.models.check import check_model
+from keras_repro.models.check_process import check_model_within
 from keras_repro.records.record import read_record
 
 MNIST_SPEC = {"input_shape": [28, 28], "num_classes": 10}
@@ -55,7 +57,17 @@ SUBCLASSED = """
         return Small(num_classes)
 """
 REFUSED = {
-    "import fails": ("1 / 0\n", "build", r"importing .*model\.py failed: ZeroDivisionError"),
+    "import fails": (
+        "import keras\n\n1 / 0\n",
+        "build",
+        r"importing .*model\.py failed: ZeroDivisionError: division by zero "
+        r"\(.*model\.py, line 3, in <module>\)",
+    ),
+    "build raises": (
+        "def build(input_shape, num_classes):\n    raise ValueError('no')\n",
+        "build",
+        r"build\(\(28, 28\), 10\) failed: ValueError: no \(.*model\.py, line 2, in build\)",
+    ),
     "no such function": (SEQUENTIAL, "make", r"model\.py has no function 'make'"),
     "not a model": (
         "def build(input_shape, num_classes):\n    return 'a model'\n",
@@ -152,6 +164,67 @@ def test_a_model_that_cannot_train_is_named(tmp_path, case):
     path = write_model(tmp_path, source)
     with pytest.raises(ModelError, match=message):
         check_model(f"{path}:{function}", MNIST_SPEC, defaults()["compile"])
+
+
+HANGING = {
+    "in build": (
+        "import time\n\n\ndef build(input_shape, num_classes):\n    time.sleep(3600)\n",
+        r"stuck at .*hang\.py, line 5, in build: `time\.sleep\(3600\)`",
+    ),
+    # a file that starts a process of its own, then never finishes importing
+    "in its import": (
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)', 'MARKER'])\n"
+        "time.sleep(3600)\n",
+        r"stuck at .*hang\.py, line 3, in <module>: `time\.sleep\(3600\)`",
+    ),
+}
+
+
+def processes_holding(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_text(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("case", HANGING)
+def test_a_model_that_hangs_fails_at_the_deadline_naming_where_and_leaves_nothing(tmp_path, case):
+    source, where = HANGING[case]
+    path = write_model(tmp_path, source, "hang.py")
+    marker = str(tmp_path)  # in the check's command line, and the started process's
+    start = time.monotonic()
+    with pytest.raises(ModelError) as refused:
+        check_model_within(
+            f"{path}:build", MNIST_SPEC, defaults()["compile"], None, timeout_seconds=3
+        )
+    assert time.monotonic() - start < 90
+    message = str(refused.value)
+    assert re.match(
+        rf"model '.*hang\.py:build': the check did not finish within 3 s "
+        rf"\(model_check\.timeout_seconds\), {where}; fix the model, or raise "
+        r"model_check\.timeout_seconds if it is only slow$",
+        message,
+    ), message
+    assert processes_holding(marker) == [] and processes_holding("MARKER") == []
+
+
+def test_the_checks_refusal_and_its_result_come_back_from_its_process(tmp_path):
+    wrong = write_model(tmp_path, SEQUENTIAL.replace("Dense(num_classes", "Dense(5"), "wrong.py")
+    with pytest.raises(ModelError, match=r"its output is shaped \(None, 5\), but the labels"):
+        check_model_within(
+            f"{wrong}:build", MNIST_SPEC, defaults()["compile"], None, timeout_seconds=60
+        )
+    right = write_model(tmp_path, SEQUENTIAL, "right.py")
+    output = tmp_path / "model.json"
+    check_model_within(
+        f"{right}:build", MNIST_SPEC, defaults()["compile"], output, timeout_seconds=60
+    )
+    assert json.loads(output.read_text())["output_shape"] == [None, 10]
 
 
 def test_the_recipe_refuses_data_that_is_not_images_and_compile_names_what_keras_lacks():

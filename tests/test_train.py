@@ -84,9 +84,11 @@ def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path, tiny_dataset):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_a_failing_run_raises_with_the_end_of_its_log(tmp_path):
+def test_a_failing_run_raises_its_last_error_in_one_line(tmp_path):
     log = tmp_path / "train.log"
-    with pytest.raises(TrainingFailed, match=r"seed 3 repeat 1 exited with 1(.|\n)*missing\.npz"):
+    with pytest.raises(
+        TrainingFailed, match=r"^training seed 3 repeat 1 exited with 1: .*missing\.npz[^\n]*$"
+    ):
         train_in_fresh_process(
             tmp_path / "missing.npz",
             tmp_path / "r.json",

@@ -82,6 +82,25 @@ def write_synthetic_config(workdir: Path, served: Path, url: str, **overrides: o
     write_config(workdir, **settings)
 
 
+def write_npz_config(
+    workdir: Path, data: Path, arrays: dict[str, Any], **overrides: object
+) -> None:
+    """A config training on ``arrays`` (by role), written to ``data`` as a local npz, as
+    briefly as a verdict allows: one seed, two repeats, one epoch, no control arm."""
+    files = write_keras_npz(arrays, data / "own.npz")
+    settings: dict[str, object] = {
+        "dataset": "own",
+        "datasets": {"own": dataset_entry(arrays, files, str(data), fmt="npz")},
+        "seeds": [812],
+        "repeats": 2,
+        "epochs": 1,
+        "threads": 1,
+        "control": {"enabled": False},
+    }
+    settings.update(overrides)
+    write_config(workdir, **settings)
+
+
 def training_results(workdir: Path, runs: Sequence[str] | None = None) -> dict[str, Any]:
     """What must be bit-equal between two runs of one config, by run
     ("recipe/tensorflow/seed812/repeat1"):

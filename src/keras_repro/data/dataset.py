@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from keras_repro.config import NPZ_KEYS, ROLES, defaults
+from keras_repro.data.classes import check_classes, check_splits, class_report, note_small_splits
 from keras_repro.data.decoding import (
     DatasetError,
     encode_idx,
@@ -171,8 +172,16 @@ def build_dataset(
     subset: dict[str, int | None],
     expected_counts: dict[str, int] | None = None,
     max_megabytes: float | None = None,
+    *,
+    max_classes: int | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Decode the downloaded source, validate it, take the subset, write dataset + manifest."""
+    """Decode the downloaded source, validate it, take the subset, write dataset + manifest.
+
+    Refused: an empty split, a label that makes more than ``max_classes`` classes (default:
+    the schema's limits.max_classes). Said: classes without an example, a split smaller than
+    ``batch_size``.
+    """
     source_record = Path(source_record)
     source = json.loads(source_record.read_text())
     files = {
@@ -190,7 +199,11 @@ def build_dataset(
             f"recorded {source['content_sha256']}; the download was changed after it was "
             "verified. Delete the folder and run the workflow again."
         )
+    check_splits(arrays)
+    check_classes(arrays, max_classes or defaults()["limits"]["max_classes"])
     subset_arrays = take_subset(arrays, subset)
+    note_small_splits(subset_arrays, batch_size)
+    spec = data_spec(arrays)
     keyed = {NPZ_KEYS[role]: subset_arrays[role] for role in ROLES}
     manifest = {
         "dataset_file": Path(dataset_path).name,
@@ -211,7 +224,8 @@ def build_dataset(
         "source": {k: source[k] for k in ("dataset", "name", "format", "location")},
         "source_content_sha256": identity,
         # Of the whole source, so that a subset missing a class builds the same model.
-        "spec": data_spec(arrays),
+        "spec": spec,
+        "classes": class_report(arrays, subset_arrays, spec["num_classes"]),
         "preprocessing": {
             "subset": {"train": subset.get("train"), "test": subset.get("test")},
             "description": "first N examples of each split, in the source's order; "
@@ -243,6 +257,18 @@ def main(argv: list[str] | None = None) -> None:
             default=subset[split],
             help=f"first N {split} examples, or all (default {subset[split] or 'all'})",
         )
+    parser.add_argument(
+        "--max-classes",
+        type=int,
+        default=defaults()["limits"]["max_classes"],
+        help="the most classes the labels may make (default %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults()["batch_size"],
+        help="say a split smaller than one batch of this size (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -251,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
             args.dataset,
             args.manifest,
             {"train": args.train, "test": args.test},
+            max_classes=args.max_classes,
+            batch_size=args.batch_size,
         )
     except ReproError as error:
         parser.exit(1, f"error: {error}\n")

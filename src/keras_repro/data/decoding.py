@@ -22,6 +22,9 @@ from keras_repro.errors import ReproError
 from keras_repro.files import human_size
 
 IMAGE_SHAPE = (28, 28)
+IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+# An npz's labels may be of any integer type: the widest (int64, uint64) bounds them all.
+NPZ_LABEL_BYTES = 8
 IDX_UBYTE = 0x08
 # The bound on a split the dataset gives no count for (the schema's counts description says so).
 MAX_EXAMPLES_WITHOUT_COUNTS = 1_000_000
@@ -42,19 +45,22 @@ def max_examples(expected_counts: dict[str, int] | None, split: str) -> int:
     return (expected_counts or {}).get(split) or MAX_EXAMPLES_WITHOUT_COUNTS
 
 
-def array_bytes(role: str, examples: int) -> int:
-    """Bytes of the uint8 data of ``examples`` images (28×28) or labels."""
-    return examples * (IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if role.endswith("images") else 1)
+def array_bytes(role: str, examples: int, label_bytes: int = 1) -> int:
+    """Bytes of the data of ``examples`` 28×28 uint8 images, or labels of ``label_bytes``."""
+    return examples * (IMAGE_BYTES if role.endswith("images") else label_bytes)
 
 
 def max_array_bytes(
-    role: str, expected_counts: dict[str, int] | None, max_bytes: int | None = None
+    role: str,
+    expected_counts: dict[str, int] | None,
+    max_bytes: int | None = None,
+    label_bytes: int = 1,
 ) -> int:
     """The bound on one array: ``max_bytes`` (the dataset's max_megabytes) when given, else
-    what the counts allow 28×28 uint8 images."""
+    what the counts allow 28×28 uint8 images, or labels of ``label_bytes`` each."""
     if max_bytes is not None:
         return max_bytes
-    return array_bytes(role, max_examples(expected_counts, role.split("_")[0]))
+    return array_bytes(role, max_examples(expected_counts, role.split("_")[0]), label_bytes)
 
 
 def max_bytes_of(max_megabytes: float | None) -> int | None:
@@ -87,7 +93,10 @@ def max_file_sizes(
         if max_bytes is not None:
             members = 4 * NPY_HEADER_LIMIT + max_bytes
         else:
-            members = sum(NPY_HEADER_LIMIT + max_array_bytes(r, expected_counts) for r in ROLES)
+            members = sum(
+                NPY_HEADER_LIMIT + max_array_bytes(r, expected_counts, label_bytes=NPZ_LABEL_BYTES)
+                for r in ROLES
+            )
         return {"archive": _compressed_bound(members) + COMPRESSION_SLACK}
     raise DatasetError(f"unknown source format {fmt!r}; known: npz, idx")
 
@@ -171,8 +180,41 @@ def check_total_size(entries: dict[str, Any], where: str, max_bytes: int | None)
     if total > max_bytes + 4 * NPY_HEADER_LIMIT:
         raise DatasetError(
             f"{where}: its arrays inflate to {human_size(total)}, more than the "
-            f"{human_size(max_bytes)} the dataset's max_megabytes allows"
+            f"{human_size(max_bytes)} the dataset's max_megabytes allows; raise max_megabytes "
+            f"to at least {megabytes_for(total)}"
         )
+
+
+def megabytes_for(size: int) -> str:
+    """The max_megabytes that allows ``size`` bytes, rounded up to 0.1 MB."""
+    return f"{math.ceil(size / 100_000) / 10:g}"
+
+
+def _declared(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], Any]:
+    """The shape and dtype a .npy member's header declares (its header alone is inflated)."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise DatasetError(f"{info.filename}: .npy format version {version} is not supported")
+        shape, _, dtype = getattr(np.lib.format, f"read_array_header_{version[0]}_0")(member)
+    return shape, dtype
+
+
+def _too_big(
+    archive: zipfile.ZipFile, entries: dict[str, Any], key: str, where: str, bound: int
+) -> DatasetError:
+    """The refusal of member ``key``, larger than the counts allow: its dtype and shape, and
+    the max_megabytes that would allow the four arrays together."""
+    shape, dtype = _declared(archive, entries[f"{key}.npy"])
+    per = f"{IMAGE_BYTES} bytes per example, MNIST's" if key[0] == "x" else "8 bytes per label"
+    size = human_size(entries[f"{key}.npy"].file_size)
+    total = sum(entries[f"{name}.npy"].file_size for name in NPZ_KEYS.values())
+    return DatasetError(
+        f"{where}: {key} is {dtype} {shape}: it inflates to {size}, more than the "
+        f"{human_size(bound)} the dataset's counts allow ({per}); set the dataset's "
+        f"max_megabytes to at least {megabytes_for(total)} (the four arrays together, "
+        "uncompressed)"
+    )
 
 
 def read_npz_arrays(
@@ -195,18 +237,11 @@ def read_npz_arrays(
             arrays = {}
             for role, key in NPZ_KEYS.items():
                 info = entries[f"{key}.npy"]
-                bound = NPY_HEADER_LIMIT + max_array_bytes(role, expected_counts, max_bytes)
+                bound = NPY_HEADER_LIMIT + max_array_bytes(
+                    role, expected_counts, max_bytes, NPZ_LABEL_BYTES
+                )
                 if info.file_size > bound:
-                    allowed = (
-                        "max_megabytes allows"
-                        if max_bytes
-                        else "counts allow (784 bytes per example: for other data, set the "
-                        "dataset's max_megabytes)"
-                    )
-                    raise DatasetError(
-                        f"{where}: {key} inflates to {human_size(info.file_size)}, more than "
-                        f"the {human_size(bound)} the dataset's {allowed}"
-                    )
+                    raise _too_big(archive, entries, key, where, bound)
                 with archive.open(info) as member:
                     arrays[role] = _read_npy(member, info.file_size, f"{where}: {key}")
             return arrays

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,21 @@ def download_dataset(
     raise DownloadError(
         f"could not get dataset {dataset!r}; every source failed:\n"
         + "\n".join(failures)
-        + f"\nTo use a copy you already have, add it as the first entry of "
+        + _what_to_do(dataset, sources)
+    )
+
+
+def _what_to_do(dataset: str, sources: list[dict[str, Any]]) -> str:
+    """A copy to add and the offline route where a source is on the network; where every
+    source is a file already here, what to check instead."""
+    if all(urllib.parse.urlparse(s["location"]).scheme not in ("http", "https") for s in sources):
+        return (
+            f"\nEvery source of datasets.{dataset} is a file here: check that the files are "
+            "where its entry says, and that the entry matches them (for an .npz, "
+            f"keras-repro-add-dataset {dataset} FILE.npz prints a matching entry)."
+        )
+    return (
+        f"\nTo use a copy you already have, add it as the first entry of "
         f"datasets.{dataset}.sources in config.yaml (a local folder or file:// URL as "
         "'location', with 'format' and 'files' as in the other entries)." + _offline_hint(dataset)
     )

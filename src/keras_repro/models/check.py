@@ -3,24 +3,22 @@ model, and its output fits the labels (one score per class); the compile setting
 Keras knows. What it found (layers, parameters, shapes) goes to ``model.json``.
 
 Run on the CPU (GPUs hidden): building a model is cheap, and a check must not take a card a
-training run is about to use.
+training run is about to use. The workflow runs it in a process of its own under a deadline
+(``check_process``). A user's code that raises is named by its file and line; its traceback
+goes to the log.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from keras_repro.backends import NotPossible, not_possible_here
-from keras_repro.config import defaults
-from keras_repro.errors import ReproError
 from keras_repro.files import write_json_atomic
-from keras_repro.logs import configure_logging
+from keras_repro.logs import error_line
 from keras_repro.models.registry import (
     ModelError,
     model_name,
@@ -82,6 +80,8 @@ def check_model(
     compile_settings: dict[str, Any],
     output: Path | None = None,
     expected_sha256: str | None = None,
+    *,
+    starting: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Build ``spec`` for ``data_spec`` (input shape, classes) and check it; write what it
     found to ``output`` (model.json). Raises ModelError naming the file and the problem."""
@@ -97,6 +97,8 @@ def check_model(
             f"model {spec!r}: its file changed after the workflow started (sha256 {sha256}); "
             "run the workflow again"
         )
+    if starting is not None:  # the model's own code starts here (a deadline counts from now)
+        starting()
     entry = resolve_model(spec)
     input_shape, classes = tuple(data_spec["input_shape"]), int(data_spec["num_classes"])
     if entry.input_problem is not None and (problem := entry.input_problem(input_shape)):
@@ -105,7 +107,10 @@ def check_model(
     try:
         model = entry.build(input_shape, classes)
     except Exception as error:  # the user's code
-        raise ModelError(f"model {spec!r}: {call} failed: {_last_line(error)}") from None
+        log.info("%s raised:", call, exc_info=True)
+        raise ModelError(
+            f"model {spec!r}: {call} failed: {error_line(error, entry.source)}"
+        ) from None
     if not isinstance(model, keras.Model):
         raise ModelError(
             f"model {spec!r}: {call} returned {type(model).__name__}, not a Keras model "
@@ -118,8 +123,10 @@ def check_model(
     try:
         outputs = model(fed, training=False)
     except Exception as error:  # the user's code
+        log.info("calling the model raised:", exc_info=True)
         raise ModelError(
-            f"model {spec!r}: calling it on a batch shaped {fed_shape} failed: {_last_line(error)}"
+            f"model {spec!r}: calling it on a batch shaped {fed_shape} failed: "
+            f"{error_line(error, entry.source)}"
         ) from None
     shape = tuple(getattr(outputs, "shape", ()))
     if shape != (CHECK_BATCH, classes):
@@ -155,23 +162,3 @@ def check_model(
     if output is not None:
         write_json_atomic(found, Path(output))
     return found
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=check_model.__doc__)
-    parser.add_argument("model", help="a registry name or path/to/file.py:function")
-    parser.add_argument("manifest", type=Path, help="the dataset's manifest.json (its spec)")
-    parser.add_argument("output", type=Path, help="model.json to write")
-    args = parser.parse_args(argv)
-    configure_logging()
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-    try:
-        spec = json.loads(args.manifest.read_text())["spec"]
-        check_model(args.model, spec, defaults()["compile"], args.output)
-    except ReproError as error:
-        parser.exit(1, f"error: {error}\n")
-
-
-if __name__ == "__main__":
-    main()

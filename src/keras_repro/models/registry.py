@@ -12,6 +12,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from typing import Any
 import numpy as np
 
 from keras_repro.errors import ReproError
+from keras_repro.logs import error_line
+
+log = logging.getLogger(__name__)
 
 Builder = Callable[[tuple[int, ...], int], Any]
 # Registry names and the zoo's modules (``keras_repro/models/<module>.py``).
@@ -177,8 +181,10 @@ def _from_file(spec: str) -> ModelEntry:
     try:
         module_spec.loader.exec_module(module)
     except Exception as error:  # the user's code: any exception is theirs to see
-        last = f"{type(error).__name__}: {error}".splitlines()[-1]
-        raise ModelError(f"model {spec!r}: importing {path} failed: {last}") from None
+        log.info("importing %s raised:", path, exc_info=True)
+        raise ModelError(
+            f"model {spec!r}: importing {path} failed: {error_line(error, path)}"
+        ) from None
     build = getattr(module, function, None)
     if not callable(build):
         raise ModelError(f"model {spec!r}: {path} has no function {function!r}")

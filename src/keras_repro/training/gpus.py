@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from keras_repro.files import UnsafePath
+from keras_repro.logs import LOG_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ SOURCES: tuple[Source, ...] = ("scheduler", "pool", "none")
 _reported: set[str] = set()
 
 
-def _report_once(level: int, message: str) -> None:
+def _report_once(level: int, message: str, extra: Mapping[str, Any] | None = None) -> None:
     if message not in _reported:
         _reported.add(message)
-        log.log(level, "%s", message)
+        log.log(level, "%s", message, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def list_gpus(timeout: float = 20.0) -> list[Gpu]:
         )
         return parse_gpu_list(result.stdout)
     except FileNotFoundError:
-        _report_once(logging.INFO, "nvidia-smi not found: no GPU listed")
+        # Said in the log: on a machine without GPUs, the console needs no line per run.
+        _report_once(logging.INFO, "nvidia-smi not found: no GPU listed", LOG_ONLY)
     except subprocess.CalledProcessError as error:
         _report_once(
             logging.WARNING,

@@ -11,14 +11,13 @@ a killed workflow leaves no training behind to write into results/ later.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -28,27 +27,23 @@ from pathlib import Path
 import keras_repro
 from keras_repro.config import RunSettings
 from keras_repro.errors import ReproError
+from keras_repro.logs import LOG_ONLY
 from keras_repro.records import read_outcome
 from keras_repro.training.gpus import ASSIGNMENT_VARIABLE, GpuAssignment, assign_gpu
 from keras_repro.training.progress import ProgressForwarder
-from keras_repro.workflow import job_owner
+from keras_repro.workflow import die_with_parent, job_owner
 
 PACKAGE_ROOT = str(Path(keras_repro.__file__).resolve().parent.parent)
 WATCH_SECONDS = 1.0
 GRACE_SECONDS = 10.0
-PR_SET_PDEATHSIG = 1
+# An ERROR or CRITICAL line of logs.FORMAT.
+LOGGED_ERROR = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:ERROR|CRITICAL) (.*)$")
 
 log = logging.getLogger(__name__)
 
 
 class TrainingFailed(ReproError):
-    """The training process failed; the message ends with its log."""
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel signals it when this launcher exits."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    """The training process failed; the message says its last error and where its log is."""
 
 
 def _stop(child: subprocess.Popen) -> None:
@@ -77,7 +72,7 @@ def run_supervised(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             pass_fds=pass_fds,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             while True:
@@ -98,6 +93,19 @@ def run_supervised(
             if child.poll() is None:
                 _stop(child)
             raise
+
+
+def last_error(log_path: Path) -> str:
+    """The error a training process ended with, from its log: its last error line (the CLI's
+    "error: ..." or a logged ERROR or CRITICAL line, the user's file and line in it), else the
+    log's last line."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+        if found := LOGGED_ERROR.match(line):
+            return found.group(1).removeprefix("uncaught error: ")
+    return lines[-1] if lines else "nothing in its log"
 
 
 def _lock_descriptors(assignment: GpuAssignment | None) -> tuple[int, ...]:
@@ -183,7 +191,13 @@ def train_in_fresh_process(
             ]
         )
         if assignment is not None:
-            log.info("seed %d repeat %d: %s", seed, repeat, assignment.describe())
+            log.info(
+                "seed %d repeat %d: %s",
+                seed,
+                repeat,
+                assignment.describe(),
+                extra=LOG_ONLY if assignment.source == "none" else None,
+            )
             environment.update(assignment.child_environment())
             if assignment.source == "pool":
                 shown = f"CUDA_VISIBLE_DEVICES={assignment.cuda_visible_devices} {shown}"
@@ -198,10 +212,10 @@ def train_in_fresh_process(
         finally:
             settings_path.unlink(missing_ok=True)
     if status != 0:
-        tail = Path(log_path).read_text().splitlines()[-15:]
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with {status}"
         raise TrainingFailed(
-            f"training seed {seed} repeat {repeat} exited with {status}; "
-            f"the end of {log_path}:\n" + "\n".join(tail)
+            f"training seed {seed} repeat {repeat} {how}: {last_error(Path(log_path))} "
+            f"(its traceback, if any, is in {log_path})"
         )
     # A run that could not train bit-reproducibly here wrote its outcome: the job's result.
     if (outcome := read_outcome(Path(record_path))) is not None:

@@ -5,13 +5,14 @@ that wrote the report (what ``snakemake --report`` bundles)."""
 
 from keras_repro.workflow.command import SNAKEFILE, snakemake_command
 from keras_repro.workflow.last_run import LAST_RUN_CONFIG, last_run_config, only_reporting
-from keras_repro.workflow.processes import job_owner, stale_lock_hint
+from keras_repro.workflow.processes import die_with_parent, job_owner, stale_lock_hint
 from keras_repro.workflow.provenance import code_digest
 
 __all__ = [
     "LAST_RUN_CONFIG",
     "SNAKEFILE",
     "code_digest",
+    "die_with_parent",
     "job_owner",
     "last_run_config",
     "only_reporting",

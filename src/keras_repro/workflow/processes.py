@@ -1,11 +1,16 @@
-"""Processes by pid and start time, read from /proc: who owns a job, and whether a workflow's
-lock was left by a process that is gone."""
+"""Processes by pid and start time, read from /proc: who owns a job, whether a workflow's lock
+was left by a process that is gone; a child that dies with the process that started it."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,13 @@ class Process:
     def alive(self) -> bool:
         current = Process.read(self.pid)
         return current is not None and current[0] == self
+
+
+def die_with_parent(signal_number: int = signal.SIGTERM) -> None:
+    """A ``preexec_fn``: runs in a child before exec, and has the kernel send it
+    ``signal_number`` when the process that started it exits, however it exits."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal_number)
 
 
 def is_snakemake(arguments: list[str]) -> bool:
