@@ -85,7 +85,12 @@ CONFIG_RERUNS = [
     ("repeats", "repeats=3", FROM_SEEDED_TRAIN),
     *RUN_SETTING_RERUNS,
     # a new cell: its model checked and trained on each backend, its comparison; no other cell's
-    ("models", "models=[recipe, batchnorm_cnn]", FROM_MODEL),
+    # a new cell: its runs and its unseeded pair; determinism off stays in the first model's cell
+    (
+        "models",
+        "models=[recipe, batchnorm_cnn]",
+        ("check_model", "train", "train_unseeded", *JUDGED),
+    ),
     ("backends", "backends=[tensorflow, jax]", (*FROM_MODEL, "initializers")),
     ("control.enabled", "control={enabled: false}", FROM_COMPARE),
     # segments replayed from the checkpoints the finished runs saved: no seed trains again
