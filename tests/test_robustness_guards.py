@@ -59,12 +59,14 @@ def test_a_nudge_of_an_unknown_variable_is_refused_before_the_first_step(copied_
     )
     assert result.returncode != 0, result.stdout
     log = (copied_run / RUN / "train.log").read_text()
-    # the training CLI's one line (which the launcher quotes again in its tail of the log)
-    refusals = {line for line in log.splitlines() if "perturb.variable" in line}
+    # the training CLI's one line, which the launcher's ERROR line quotes once more
+    refusals = [line for line in log.splitlines() if line.startswith("error: perturb.variable")]
     assert len(refusals) == 1, log
     (refusal,) = refusals
     assert refusal.startswith("error: perturb.variable: 'dense/nope' is not a variable of the")
     assert "its variables: sequential/conv2d/kernel, sequential/conv2d/bias" in refusal
+    (quoted,) = [line for line in log.splitlines() if " ERROR training seed 42 repeat 2" in line]
+    assert refusal.removeprefix("error: ") in quoted
     assert "Traceback" not in log
     assert "Epoch 1/" not in log, "training had started"
     assert not (copied_run / RUN / "history.json").exists()
