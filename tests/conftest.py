@@ -6,6 +6,7 @@ there, never from this file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -26,12 +27,21 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The session's folder that every xdist worker sees (each has its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="session", autouse=True)
-def jax_compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One XLA compilation cache for every JAX process the tests start: a model compiles once
-    per session, not once per process (8 s instead of 21 for a tiny run here; the same bits).
-    The workflow never sets it: a user's runs compile afresh, as a proof must."""
-    folder = tmp_path_factory.mktemp("jax-compilation-cache")
+def jax_compilation_cache(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Iterator[None]:
+    """One XLA compilation cache for every JAX process the tests start, on every worker: a model
+    compiles once per session, not once per process (8 s instead of 21 for a tiny run here; the
+    same bits). The workflow never sets it: a user's runs compile afresh, as a proof must."""
+    folder = shared_folder(tmp_path_factory, worker_id) / "jax-compilation-cache"
+    folder.mkdir(exist_ok=True)
     variables = {
         "JAX_COMPILATION_CACHE_DIR": str(folder),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
@@ -64,15 +74,23 @@ def identity(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The tiny synthetic workflow, run once to the end; copy it (``copied_run``) to change it."""
-    root = tmp_path_factory.mktemp("finished")
-    with serving(root / "served") as state:
-        workdir = root / "work"
-        write_synthetic_config(workdir, state.root, state.url)
-        result = snakemake(workdir)
-        assert result.returncode == 0, result.stdout
-        yield workdir
+def finished_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The tiny synthetic workflow, run once to the end; copy it (``copied_run``) to change it.
+
+    Built once for all xdist workers: the first to need it builds it under a lock in the
+    folder they share, the others wait for it. Its download server is gone afterwards."""
+    shared = shared_folder(tmp_path_factory, worker_id)
+    root = shared / "finished-run"
+    with open(shared / "finished-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            with serving(root / "served") as state:
+                write_synthetic_config(root / "work", state.root, state.url)
+                result = snakemake(root / "work")
+            assert result.returncode == 0, result.stdout
+            (root / "done").touch()
+    return root / "work"
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Checkpoints: the file read back exactly, hostile ones refused in one line before anything is
-restored, the boundaries and the segments planned, and every zoo model resumed bit for bit
-from a checkpoint in a fresh process on each backend."""
+restored, the boundaries and the segments planned, every zoo model resumed bit for bit from a
+checkpoint in a fresh process on each backend, and segments inside epochs judged identical."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from helpers import REPO
 
+from keras_repro.comparison.segments import compare_segment
 from keras_repro.config import NPZ_KEYS, RunSettings
 from keras_repro.data.dataset import write_npz_deterministic
 from keras_repro.data.synthetic import make_arrays
@@ -256,3 +257,19 @@ def test_every_zoo_model_resumes_bit_for_bit_in_a_fresh_process(zoo_dataset, tmp
         assert (trace.checkpoint_steps == replayed.checkpoint_steps).all(), name
         assert trace.weight_digests.tobytes() == replayed.weight_digests.tobytes(), name
         assert trace.batch_fingerprints.tobytes() == replayed.batch_fingerprints.tobytes(), name
+
+
+@pytest.mark.slow
+def test_segments_inside_epochs_replay_and_are_judged_identical(zoo_dataset, tmp_path):
+    # The last segment starts inside the last epoch and ends the run: it validates at the
+    # epoch's end, which is no pass of the run's to compare, and it runs no evaluate().
+    drive("train-inside", zoo_dataset, tmp_path, "tensorflow")
+    drive("replay-inside", zoo_dataset, tmp_path, "tensorflow")
+    run = read_run(tmp_path / "recipe/run/history.json")
+    assert [c["step"] for c in run.record.checkpoints] == [0, 2, 4, 6]
+    for segment in (1, 2, 3):
+        replay = read_run(tmp_path / f"recipe/segment{segment}/history.json")
+        assert replay.record.data_digests == {"train": [], "validation": [], "evaluate": []}
+        pair, divergences = compare_segment(run, replay, None)
+        assert pair.identical and not divergences, (segment, divergences)
+        assert pair.steps == [2 * segment - 1, 2 * segment]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workflows import snakemake, snakemake_command, write_synthetic_config
+from workflows import interruptible, snakemake, snakemake_command, write_synthetic_config
 
 from keras_repro.training.nudge import (
     PerturbError,
@@ -44,6 +44,9 @@ def test_total_steps_counts_a_last_short_batch():
 def test_a_nudge_after_the_last_step_is_refused_before_training(copied_run):
     result = snakemake(copied_run, "--config", "perturb={seed: 42, repeat: 2, step: 100000}")
     assert result.returncode != 0, result.stdout
+    # one line on the console too
+    said = f"ERROR perturb.step: 100000, but this run trains {STEPS} steps"
+    assert said in result.stdout and "Traceback" not in result.stdout, result.stdout[-4000:]
     log = (copied_run / RUN / "train.log").read_text()
     assert f"perturb.step: 100000, but this run trains {STEPS} steps" in log
     assert f"choose a step from 1 to {STEPS}" in log
@@ -113,7 +116,11 @@ def test_ctrl_c_while_planning_at_the_bound_stops_snakemake(tmp_path):
     # 2 seeds × 998 repeats + 2 × 2 control runs: 2000, the most one config may plan
     write_synthetic_config(work, tmp_path / "served", "http://127.0.0.1:9/", repeats=998)
     planning = subprocess.Popen(
-        snakemake_command(work, "-n"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        snakemake_command(work, "-n"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=interruptible,
     )
     try:
         assert planning.stdout is not None

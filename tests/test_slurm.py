@@ -82,7 +82,8 @@ def write_test_profile(folder: Path) -> Path:
 
 def submit(workdir: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
     """`snakemake --profile` as docs/slurm.md says for a cluster without accounting, with the
-    first status check after 2 s instead of 40."""
+    first status check after 2 s instead of 40, and one a second after that instead of every
+    10 s (a job's end is seen sooner: the test waits less, the jobs run the same)."""
     return snakemake(
         workdir,
         "--profile",
@@ -91,6 +92,8 @@ def submit(workdir: Path, profile: Path, *args: str) -> subprocess.CompletedProc
         "squeue",
         "--slurm-init-seconds-before-status-checks",
         "2",
+        "--seconds-between-status-checks",
+        "1",
         *args,
         cores=None,
         prefix=("timeout", "-s", "INT", "-k", "30", str(RUN_LIMIT_SECONDS)),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from workflows import snakemake, snakemake_command, write_npz_config
+from workflows import interruptible, snakemake, snakemake_command, write_npz_config
 
 from keras_repro.data.synthetic import make_arrays
 
@@ -132,14 +132,6 @@ CASES = {
         None,
         None,
     ),
-    "a nudge after the last step (a refusal already there)": (
-        SEQUENTIAL,
-        small_arrays,
-        {"perturb": {"seed": 812, "repeat": 2, "step": 100000}},
-        r"ERROR perturb\.step: 100000, but this run trains 1 steps",
-        None,
-        None,
-    ),
 }
 
 
@@ -246,6 +238,7 @@ def test_ctrl_c_ends_in_one_line_and_leaves_nothing(tmp_path, stage):
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=interruptible,
         )
         try:
             wait_for(lambda: processes(workdir, running), 180, f"{stage} to start")

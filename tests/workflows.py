@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,12 @@ from keras_repro.workflow.command import snakemake_command
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Small enough to train in seconds, large enough for a CNN to learn something.
 SYNTHETIC_COUNTS = {"train": 320, "test": 96}
+
+
+def interruptible() -> None:
+    """A Popen ``preexec_fn``: Ctrl-C (SIGINT) reaches the child with its default meaning even
+    when these tests were started in the background, where a shell starts them ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def snakemake(

@@ -196,7 +196,8 @@ def record(
     every metric and ``evaluate()`` (``results``), the weights' digests, the data fed by pass,
     the environment, the timings, the settings, and the checkpoints saved (a run) or the
     segment replayed (a replay). ``by_pass``: the steps trained are whole epochs, so the data
-    fed is said by pass too (a segment inside an epoch has only its steps' batches)."""
+    fed is said by pass too (a segment inside an epoch has only its steps' batches: the
+    validation it runs at an epoch's end is no pass of the run's, nor an ``evaluate()``)."""
     (history, evaluation), (dataset_path, record_path, trace_path) = results, paths
     steps_per_epoch, recorder = prepared.steps_per_epoch, built.recorder
     fed = prepared.pipeline.batch_fingerprints(prepared.train_data, prepared.test_data)
@@ -205,7 +206,7 @@ def record(
     epochs = len(next(iter(history.values()), []))  # epochs this fit trained
     steps_done = built.weight_trace.steps - built.weight_trace.first_step + 1
     train_passes = pass_digests(train_batches, steps_per_epoch) if by_pass else []
-    test_passes = pass_digests(test_batches, prepared.test_steps)
+    test_passes = pass_digests(test_batches, prepared.test_steps) if by_pass else []
     run_record = RunRecord(
         seed=settings.seed,
         repeat=settings.repeat,
