@@ -89,14 +89,22 @@ def test_two_models_on_three_backends_make_one_table_of_identical_cells(matrix_r
     matrix = json.loads((matrix_run / "results/report/matrix.json").read_text())
     cells = {(cell["model"], cell["backend"]): cell for cell in matrix["cells"]}
     assert set(cells) == {(m, b) for m in MODELS for b in BACKENDS}
+    kinds = {"dense.build": "sequential", "functional.build": "functional"}
     for (model, backend), cell in cells.items():
         assert cell["status"] == "identical", (model, backend, cell)
+        # a model file, checked then trained: its kind, and the very file each run built
+        check = json.loads(
+            (matrix_run / f"results/models/{model}/{backend}/model.json").read_text()
+        )
+        assert check["kind"] == kinds[model] and check["input_shape"] == [None, 12]
         for repeat in (1, 2):
             record = read_record(
                 matrix_run / f"results/runs/{model}/{backend}/seed1/repeat{repeat}/history.json"
             )
             assert record.settings["backend"] == backend
             assert record.fingerprint["environment"]["KERAS_BACKEND"] == backend
+            assert record.settings["model"].endswith(f"models/{model.replace('.', '.py:')}")
+            assert record.settings["model_sha256"] == check["sha256"]
         cell_page = (matrix_run / f"results/report/{model}/{backend}/report.html").read_text()
         assert '<a href="../../report.html">← the matrix' in cell_page
     page = (matrix_run / "results/report/report.html").read_text()

@@ -158,6 +158,16 @@ def test_every_registered_model_builds_for_mnist_shaped_data(name):
     assert found["source"].endswith(f"models/{name}.py")
 
 
+# (a subclassed model's kind: test_own_npz_data_and_a_subclassed_model_...)
+@pytest.mark.parametrize(
+    ("kind", "source"), [("sequential", SEQUENTIAL), ("functional", FUNCTIONAL)]
+)
+def test_a_model_file_is_checked_and_its_kind_said(tmp_path, kind, source):
+    path = write_model(tmp_path, source)
+    found = check_model(f"{path}:build", MNIST_SPEC, defaults()["compile"])
+    assert (found["kind"], found["output_shape"]) == (kind, [None, 10])
+
+
 @pytest.mark.parametrize("case", REFUSED)
 def test_a_model_that_cannot_train_is_named(tmp_path, case):
     source, function, message = REFUSED[case]
@@ -283,24 +293,8 @@ def test_the_workflow_refuses_a_model_before_any_training(tmp_path, case):
     assert "rule train" not in result.stdout and not trained(workdir)
 
 
-@pytest.mark.workflow
-@pytest.mark.parametrize(
-    ("kind", "source"), [("sequential", SEQUENTIAL), ("functional", FUNCTIONAL)]
-)
-def test_a_model_file_trains_through_the_workflow_to_a_verdict(tmp_path, kind, source):
-    workdir = tmp_path / "work"
-    write_model(workdir, source, "mine.py")
-    write_workdir(workdir, mnist_shaped(tmp_path / "data"), model="mine.py:build")
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stdout[-5000:]
-    assert verdict(workdir).startswith("identical (bit-exact)")
-    check = json.loads((workdir / "results/models/mine.build/tensorflow/model.json").read_text())
-    assert check["kind"] == kind and check["input_shape"] == [None, 28, 28]
-    record = read_record(
-        workdir / "results/runs/mine.build/tensorflow/seed812/repeat1/history.json"
-    )
-    assert record.settings["model"] == "mine.py:build"
-    assert record.settings["model_sha256"] == check["sha256"]
+# A Sequential and a functional model file train through the workflow to a verdict, checked
+# and recorded, in test_matrix_workflow.py's matrix run (on three backends).
 
 
 @pytest.mark.workflow

@@ -16,6 +16,7 @@ from workflows import planned_rules, snakemake
 
 from keras_repro.config.schema import load_schema
 from keras_repro.config.settings import run_setting_keys
+from keras_repro.workflow.provenance import code_files
 
 pytestmark = pytest.mark.workflow
 
@@ -330,7 +331,32 @@ def test_a_new_cell_trains_only_its_own_runs(finished_run, override, new_cells):
     assert compared == new_cells, "the cells already compared are not compared again"
 
 
-@pytest.mark.parametrize(("path", "expected"), FILE_RERUNS, ids=[r[0] for r in FILE_RERUNS])
+def code_groups() -> dict[frozenset[str], list[tuple[str, tuple[str, ...]]]]:
+    """FILE_RERUNS grouped by the rules' entry points whose code digest holds the file (the
+    scripts, and the modules a rule starts with ``python -m``): an edit to any file of a group
+    changes the digests of the same rules, so it must plan the same."""
+    rules = "".join(path.read_text() for path in sorted((REPO / "rules").glob("*.smk")))
+    entries = [str(path) for path in sorted((REPO / "scripts").glob("*.py"))]
+    entries += sorted(set(re.findall(r'"(keras_repro(?:\.\w+)+)"', rules)))
+    held = {entry: {path.resolve() for path in code_files([entry])} for entry in entries}
+    groups: dict[frozenset[str], list[tuple[str, tuple[str, ...]]]] = {}
+    for path, expected in FILE_RERUNS:
+        users = frozenset(e for e in entries if (REPO / path).resolve() in held[e])
+        groups.setdefault(users, []).append((path, tuple(expected)))
+    return groups
+
+
+def test_files_the_same_rules_hold_rerun_the_same():
+    for members in code_groups().values():
+        assert len({frozenset(expected) for _, expected in members}) == 1, members
+
+
+# One edit through Snakemake per group of code_groups (a quarter of the files): the others of a
+# group plan what it plans (test_files_the_same_rules_hold_rerun_the_same).
+EDITED = [members[0] for members in code_groups().values()]
+
+
+@pytest.mark.parametrize(("path", "expected"), EDITED, ids=[path for path, _ in EDITED])
 def test_an_edit_reruns_exactly_what_runs_that_code(finished_run, tmp_path, path, expected):
     workflow = copy_of_workflow(tmp_path)
     with (workflow / path).open("a") as handle:
