@@ -10,11 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from helpers import REPO
-from workflows import planned_rules, snakemake
+from workflows import planned_rules, snakemake, vectors_dataset
 
 from keras_repro.backends.unsupported import (
     NoDeterministicKernel,
@@ -23,7 +22,7 @@ from keras_repro.backends.unsupported import (
 )
 from keras_repro.config.schema import defaults
 from keras_repro.data.dataset import content_identity
-from keras_repro.data.synthetic import make_arrays, write_idx_files, write_keras_npz
+from keras_repro.data.synthetic import make_arrays, write_idx_files
 from keras_repro.models import NAMES, ModelError
 from keras_repro.models.check import check_model
 from keras_repro.models.check_process import check_model_within
@@ -128,19 +127,8 @@ def mnist_shaped(folder: Path) -> dict:
 
 
 def vectors(folder: Path) -> dict:
-    """Not MNIST: 20 floats per example, 3 classes (int64 labels), the class in the data."""
-    rng = np.random.default_rng(5)
-    arrays = {}
-    for split, n in (("train", 240), ("test", 60)):
-        labels = rng.integers(0, 3, n)
-        inputs = rng.normal(size=(n, 20)).astype(np.float32)
-        inputs[np.arange(n), labels] += 3.0
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = inputs, labels
-    files = write_keras_npz(arrays, folder / "vectors.npz")
-    return {
-        "counts": {"train": 240, "test": 60},
-        "sources": [{"name": "local", "format": "npz", "location": str(folder), "files": files}],
-    }
+    """Not MNIST: 20 floats per example, 3 classes."""
+    return vectors_dataset(folder, shape=(20, 3), counts=(240, 60), seed=5, shift=3.0)
 
 
 def trained(workdir: Path) -> list[Path]:

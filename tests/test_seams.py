@@ -17,7 +17,7 @@ from helpers import REPO
 
 from keras_repro.backends import BACKENDS, can_change_results, load_backend
 from keras_repro.backends.common import RESULT_FIELDS
-from keras_repro.config.schema import ConfigError
+from keras_repro.config.schema import ConfigError, load_schema
 from keras_repro.config.settings import RunSettings, run_setting_keys, validate_run_config
 from keras_repro.models import ModelError, resolve_model
 from keras_repro.pipelines import PIPELINES, load_pipeline
@@ -84,6 +84,12 @@ def test_only_backends_pipelines_and_models_name_a_framework():
         }
         if named & set(FRAMEWORKS):
             assert relative.startswith(allowed), f"{relative} imports {named & set(FRAMEWORKS)}"
+
+
+def test_the_config_offers_exactly_the_backends_there_are():
+    schema = load_schema()["properties"]
+    assert tuple(schema["backends"]["items"]["enum"]) == BACKENDS
+    assert PIPELINES and set(schema["pipeline"]["enum"]) == set(PIPELINES)
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -143,15 +143,15 @@ def test_the_noise_floor_says_whether_the_implementation_noise_matters(tmp_path)
         repeats=2,
         epochs=1,
         control={"enabled": False},
-        noise={"repeats": 2},
+        noise={"repeats": 3},
     )
     result = snakemake(workdir)
     assert result.returncode == 0, result.stdout[-5000:]
     noise = cell_summary(workdir, "recipe", "tensorflow")["noise"]
-    assert noise["seed"] == 812 and noise["implementation_runs"] == 2
-    assert noise["seeds"] == [813, 814]
+    assert noise["seed"] == 812 and noise["implementation_runs"] == 3
+    assert noise["seeds"] == [813, 814, 815]
     rows = {row["metric"]: row for row in noise["rows"]}
-    assert len(rows["evaluate.accuracy"]["implementation"]["values"]) == 2
+    assert len(rows["evaluate.accuracy"]["implementation"]["values"]) == 3
     assert len(set(rows["evaluate.accuracy"]["seeds"]["values"])) > 1, "seeds spread"
     page = (workdir / "results/report/recipe/tensorflow/report.html").read_text()
     assert "Noise floor: does it matter?" in page

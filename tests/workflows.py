@@ -138,17 +138,26 @@ def planned_rules(result) -> set[str]:
     return rules - {"all"}
 
 
-def vectors_dataset(folder: Path) -> dict[str, object]:
-    """Vectors of 12 values in 4 classes, in Keras' npz layout."""
-    rng = np.random.default_rng(11)
+def vectors_dataset(
+    folder: Path,
+    shape: tuple[int, int] = (12, 4),
+    counts: tuple[int, int] = (96, 32),
+    seed: int = 11,
+    shift: float = 2.0,
+) -> dict[str, object]:
+    """Not MNIST: vectors of ``shape[0]`` floats in ``shape[1]`` classes (int64 labels), the
+    class in the data (its feature raised by ``shift``), in Keras' npz layout; the entry's
+    counts and sources."""
+    features, classes = shape
+    rng = np.random.default_rng(seed)
     arrays = {}
-    for split, n in (("train", 96), ("test", 32)):
-        labels = rng.integers(0, 4, n)
-        inputs = rng.normal(size=(n, 12)).astype(np.float32)
-        inputs[np.arange(n), labels] += 2.0
+    for split, n in zip(("train", "test"), counts, strict=True):
+        labels = rng.integers(0, classes, n)
+        inputs = rng.normal(size=(n, features)).astype(np.float32)
+        inputs[np.arange(n), labels] += shift
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = inputs, labels
     files = write_keras_npz(arrays, folder / "vectors.npz")
     return {
-        "counts": {"train": 96, "test": 32},
+        "counts": dict(zip(("train", "test"), counts, strict=True)),
         "sources": [{"name": "local", "format": "npz", "location": str(folder), "files": files}],
     }

@@ -68,12 +68,21 @@ def _parsed(source: Path) -> ast.Module:
     return ast.parse(source.read_text(), str(source))
 
 
+@functools.cache
+def _import_statements(source: Path) -> tuple[ast.Import | ast.ImportFrom, ...]:
+    """``source``'s import statements, anywhere in it, in ``ast.walk``'s order (walked once:
+    the Snakefile asks for them again for every rule's code)."""
+    return tuple(
+        node for node in ast.walk(_parsed(source)) if isinstance(node, (ast.Import, ast.ImportFrom))
+    )
+
+
 def _from_imports(
     source: Path, importer: str | None
 ) -> Iterator[tuple[ast.ImportFrom | ast.Import, str | None, str]]:
     """Every import in ``source`` as (statement, module it names, name taken): ``import a.b``
     gives (a.b, a.b), ``from a import b`` (a, b)."""
-    for node in ast.walk(_parsed(source)):
+    for node in _import_statements(source):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node, alias.name, alias.name
