@@ -97,6 +97,13 @@ def test_a_nudge_between_weight_checkpoints_is_named_at_its_step_layer_and_the_u
     assert f"they part at step 7, in the update of layer {zoom['layer']}" in said
     partings = json.loads((zoomed / f"results/report/recipe/{backend}/partings.json").read_text())
     assert [p["pair"] for p in partings["partings"]] == ["repeat2"], "only the pair that parted"
+    # the matrix, the page the console points to, says the same step, phase and layer
+    matrix = json.loads((zoomed / "results/report/matrix.json").read_text())
+    (cell,) = [c for c in matrix["cells"] if (c["model"], c["backend"]) == ("recipe", backend)]
+    parting = cell["seeds"][0]["parting"]
+    assert (parting["step"], parting["first"], parting["layers"]) == (7, "update", [zoom["layer"]])
+    page = (zoomed / "results/report/report.md").read_text()
+    assert f"diverged at step 7, in the update; layer {zoom['layer']}; cause: compute" in page
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])

@@ -16,6 +16,7 @@ from keras_repro.comparison.coverage import Coverage, combined_coverage, planted
 from keras_repro.comparison.evidence import Evidence, compare_evidence, job_evidence
 from keras_repro.comparison.summary import Comparison, PairResult, SeedResult
 from keras_repro.comparison.wording import (
+    PHASE_WORDS,
     describe_divergence,
     plural,
     refused_records,
@@ -78,11 +79,20 @@ class Parting:
     step: int | None  # the first training step that differs (None: no step trace differs)
     epoch: int | None
     batch: int | None
-    first: str | None  # what parted first at that step: loss or weights
+    # what parted first at that step: loss or weights (the step trace), or the phase the zoom
+    # named (data, forward, loss, backward, update)
+    first: str | None
     layers: list[str]  # the layers whose weights differ first (from the step trace)
     cause: str | None  # environment, data, initialisation, compute or record (diagnosis.explain)
     divergence: str  # the first divergence, as the verdict says it
     segment: int | None = None  # the segment replayed that parted from the run (verify: segments)
+
+    @property
+    def what_first(self) -> str:
+        """What parted first at ``step``, as the pages say it."""
+        if self.first in PHASE_WORDS and self.first != "loss":
+            return f"in {PHASE_WORDS[self.first]}"
+        return f"the {self.first or 'weights'} first"
 
     @property
     def which(self) -> str:
@@ -196,6 +206,10 @@ def parting(result: SeedResult) -> Parting | None:
             layers = _layers(weights.variables)
     else:
         epoch = pair.first_divergence.epoch
+    if pair.zoom is not None and pair.zoom.step is not None:
+        # replayed step by step: the exact step, its phase and the first layer to differ
+        step, epoch, batch, first = pair.zoom.step, None, None, pair.zoom.phase
+        layers = [pair.zoom.layer] if pair.zoom.layer else layers
     return Parting(
         pair.repeat,
         result.reference_repeat,
