@@ -26,6 +26,35 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
 )
 
+# The modules that take longest here (pytest --durations=0, whole modules, 2 cores), longest
+# first. xdist hands out whole modules in collection order (--dist loadfile, no reordering), so
+# these start first and the short ones fill in at the end: the workers finish together. A
+# module not listed comes after them, in its usual order.
+LONGEST_FIRST = (
+    "test_zoom_workflow.py",
+    "test_slurm.py",
+    "test_robustness_workflow.py",
+    "test_reruns.py",
+    "test_matrix_workflow.py",
+    "test_segments_workflow.py",
+    "test_user_failures_workflow.py",
+    "test_models.py",
+    "test_checkpoints.py",
+    "test_divergence_workflow.py",
+    "test_workflow.py",
+    "test_own_data.py",
+    "test_backends.py",
+    "test_robustness_reports.py",
+    "test_own_training_workflow.py",
+    "test_initialisation.py",
+    "test_robustness_bundles.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's order
+
 
 def shared_folder(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The session's folder that every xdist worker sees (each has its own below it)."""

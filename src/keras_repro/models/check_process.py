@@ -33,7 +33,7 @@ from keras_repro.errors import ReproError
 from keras_repro.logs import CONSOLE_ONLY, configure_logging, error_line, shown_path
 from keras_repro.models.check import check_model
 from keras_repro.models.registry import ModelError, model_source
-from keras_repro.workflow import die_with_parent, job_owner
+from keras_repro.workflow import die_with_parent, exit_now, job_owner
 
 log = logging.getLogger(__name__)
 
@@ -234,5 +234,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         _child(json.loads(sys.argv[2]), Path(sys.argv[3]))
+        exit_now(0)
     else:
         main()

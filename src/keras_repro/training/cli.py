@@ -20,6 +20,7 @@ from keras_repro.backends import BACKENDS
 from keras_repro.config import RunSettings, add_arguments, from_arguments
 from keras_repro.errors import ReproError
 from keras_repro.logs import configure_logging
+from keras_repro.workflow import exit_now
 
 
 def parser_for(description: str) -> argparse.ArgumentParser:
@@ -68,3 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_now(0)

@@ -15,6 +15,7 @@ from keras_repro.backends import load_backend
 from keras_repro.config import defaults
 from keras_repro.files import write_json_atomic
 from keras_repro.logs import configure_logging
+from keras_repro.workflow import exit_now
 
 log = logging.getLogger(__name__)
 # The recipe seeds every initializer with 42 (and the global generator with its own seed).
@@ -81,3 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now(0)

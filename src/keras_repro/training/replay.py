@@ -43,6 +43,7 @@ from keras_repro.training.setup import (
     identity,
     prepare,
 )
+from keras_repro.workflow import exit_now
 
 log = logging.getLogger(__name__)
 
@@ -208,3 +209,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_now(0)

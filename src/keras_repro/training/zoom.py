@@ -42,6 +42,7 @@ from keras_repro.training.checkpointing import RandomRestore, random_part, resto
 from keras_repro.training.cli import parser_for, settings_of
 from keras_repro.training.recording import WeightTrace
 from keras_repro.training.setup import Prepared, build_model, compile_as_asked, identity, prepare
+from keras_repro.workflow import exit_now
 
 log = logging.getLogger(__name__)
 
@@ -284,3 +285,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_now(0)
