@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import LONGEST_FIRST, REPO
 from serving import Server, serving
 from workflows import snakemake, write_synthetic_config
 
@@ -24,30 +24,6 @@ from keras_repro.data.synthetic import make_arrays
 # Processes the tests start (CLIs, snakemake jobs) import this checkout's package too.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
-)
-
-# The modules that take longest here (pytest --durations=0, whole modules, 2 cores), longest
-# first. xdist hands out whole modules in collection order (--dist loadfile, no reordering), so
-# these start first and the short ones fill in at the end: the workers finish together. A
-# module not listed comes after them, in its usual order.
-LONGEST_FIRST = (
-    "test_zoom_workflow.py",
-    "test_slurm.py",
-    "test_robustness_workflow.py",
-    "test_reruns.py",
-    "test_matrix_workflow.py",
-    "test_segments_workflow.py",
-    "test_user_failures_workflow.py",
-    "test_models.py",
-    "test_checkpoints.py",
-    "test_divergence_workflow.py",
-    "test_workflow.py",
-    "test_own_data.py",
-    "test_backends.py",
-    "test_robustness_reports.py",
-    "test_own_training_workflow.py",
-    "test_initialisation.py",
-    "test_robustness_bundles.py",
 )
 
 

@@ -9,6 +9,30 @@ from keras_repro.config.settings import RunSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The modules that take longest here (pytest --durations=0, whole modules, 2 cores), longest
+# first. xdist hands out whole modules in collection order (--dist loadfile, no reordering), so
+# these start first and the short ones fill in at the end: the workers finish together. A
+# module not listed comes after them, in its usual order.
+LONGEST_FIRST = (
+    "test_slurm.py",
+    "test_zoom_workflow.py",
+    "test_robustness_workflow.py",
+    "test_reruns.py",
+    "test_matrix_workflow.py",
+    "test_checkpoints.py",
+    "test_segments_workflow.py",
+    "test_workflow.py",
+    "test_user_failures_workflow.py",
+    "test_models.py",
+    "test_backends.py",
+    "test_own_data.py",
+    "test_robustness_bundles.py",
+    "test_divergence_workflow.py",
+    "test_own_training_workflow.py",
+    "test_robustness_reports.py",
+    "test_initialisation.py",
+)
+
 
 def tiny_run(seed: int, repeat: int = 1, **config: object) -> RunSettings:
     """Settings for a training run over a tiny dataset: one epoch, one thread, on the CPU."""

@@ -1,5 +1,5 @@
 """The real snakemake CLI, end to end: synthetic data from a loopback server, and real
-Fashion-MNIST from the Debian package."""
+Fashion-MNIST from the Debian package, with its noise floor."""
 
 from __future__ import annotations
 
@@ -106,30 +106,57 @@ def test_real_fashion_mnist_builds_offline_byte_identically(tmp_path):
     assert manifest["counts"]["train"] == 60000 and manifest["counts"]["test"] == 10000
 
 
-@pytest.mark.real_data
-def test_real_fashion_mnist_trains_reproducibly(tmp_path):
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory) -> Path:
+    """Real Fashion-MNIST (a 5k/1k subset), seed 812's pair with its noise floor beside it: 3
+    runs with the determinism switches off and 3 more seeds."""
     require_fashion_mnist()
-    workdir = tmp_path / "fashion"
+    workdir = tmp_path_factory.mktemp("fashion") / "work"
     write_config(
         workdir,
         dataset="fashion_mnist",
         subset={"train": 5000, "test": 1000},
-        seeds=[812, 42],
+        seeds=[812],
         repeats=2,
         epochs=1,
         threads=1,
         control={"enabled": False},  # the control arm is the synthetic run's to show
+        noise={"repeats": 3},
     )
     result = snakemake(workdir)
-    assert result.returncode == 0, result.stdout
-    summary = json.loads((workdir / "results/report/recipe/tensorflow/summary.json").read_text())
-    assert summary["verdict"] == "identical"
-    for seed in (812, 42):
-        record = read_record(
-            workdir / f"results/runs/recipe/tensorflow/seed{seed}/repeat1/history.json"
-        )
+    assert result.returncode == 0, result.stdout[-5000:]
+    return workdir
+
+
+def fashion_summary(workdir: Path) -> dict:
+    return json.loads((workdir / "results/report/recipe/tensorflow/summary.json").read_text())
+
+
+@pytest.mark.real_data
+def test_real_fashion_mnist_trains_reproducibly(fashion_run):
+    assert fashion_summary(fashion_run)["verdict"] == "identical"
+    cell = fashion_run / "results"
+    records = [cell / "runs/recipe/tensorflow/seed812/repeat1/history.json"]
+    records += [
+        cell / f"noise/recipe/tensorflow/seeds/seed{s}/history.json" for s in (813, 814, 815)
+    ]
+    for path in records:  # the pair's seed, and the noise floor's
         # chance is 0.1; one epoch on 5k images reaches about 0.55
-        assert record.evaluation["accuracy"] > 0.4, "one epoch on 5k images learns something"
+        accuracy = read_record(path).evaluation["accuracy"]
+        assert accuracy > 0.4, f"{path}: one epoch on 5k images learns something"
+
+
+@pytest.mark.real_data
+def test_the_noise_floor_says_whether_the_implementation_noise_matters(fashion_run):
+    noise = fashion_summary(fashion_run)["noise"]
+    assert noise["seed"] == 812 and noise["implementation_runs"] == 3
+    assert noise["seeds"] == [813, 814, 815]
+    rows = {row["metric"]: row for row in noise["rows"]}
+    assert len(rows["evaluate.accuracy"]["implementation"]["values"]) == 3
+    assert len(set(rows["evaluate.accuracy"]["seeds"]["values"])) > 1, "seeds spread"
+    page = (fashion_run / "results/report/recipe/tensorflow/report.html").read_text()
+    assert "Noise floor: does it matter?" in page
+    assert "evaluate.accuracy spreads by" in page and "next to the seeds" in page
 
 
 def test_snakemake_report_holds_the_verdict_the_curves_and_the_table(copied_run, tmp_path):
