@@ -178,6 +178,7 @@ FILE_RERUNS = [
     ("src/keras_repro/backends/common.py", BACKEND_CODE),
     ("src/keras_repro/backends/host.py", BACKEND_CODE),
     ("src/keras_repro/backends/jax.py", BACKEND_CODE),
+    ("src/keras_repro/backends/keras_import.py", BACKEND_CODE),
     ("src/keras_repro/backends/limits.py", BACKEND_CODE),
     ("src/keras_repro/backends/tensorflow.py", BACKEND_CODE),
     ("src/keras_repro/backends/torch.py", BACKEND_CODE),

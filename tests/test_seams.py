@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from keras_repro.backends import BACKENDS, can_change_results, load_backend
+from keras_repro.backends import BACKENDS, can_change_results, cpu_only_environment, load_backend
 from keras_repro.backends.common import RESULT_FIELDS
+from keras_repro.backends.keras_import import INTEGRATIONS
 from keras_repro.config.schema import ConfigError, load_schema
 from keras_repro.config.settings import RunSettings, run_setting_keys, validate_run_config
 from keras_repro.models import ModelError, resolve_model
@@ -27,13 +28,18 @@ FRAMEWORKS = ("tensorflow", "jax", "torch")
 
 
 def module_level_imports(path: Path) -> set[str]:
-    """What a module imports when it is imported (not inside its functions)."""
+    """What a module imports when it is imported: not inside its functions, but inside the
+    blocks its body runs (``with keras_without_integrations():``)."""
     names = set()
-    for node in ast.parse(path.read_text()).body:
+    pending: list[ast.AST] = list(ast.parse(path.read_text()).body)
+    while pending:
+        node = pending.pop()
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            pending += ast.iter_child_nodes(node)
     return names
 
 
@@ -65,6 +71,54 @@ def test_the_training_run_imports_no_framework_but_keras():
         assert not frameworks, (
             f"{module} imports {frameworks} when keras_repro.training.run is imported"
         )
+
+
+# How each process that trains, replays, zooms, checks a model or draws initializers imports
+# Keras first: a run's CLI gets as far as the missing dataset, a model check as far as the
+# missing model file.
+FIRST_KERAS_IMPORTS = {
+    "run": "from keras_repro.training.cli import main\nmain(['missing.npz', 'h.json', '--seed=1'])",
+    "replayed segment": "import keras_repro.training.replay",
+    "zoom": "import keras_repro.training.zoom",
+    "initializer draw": "import keras_repro.training.initializers",
+    "model check": "from keras_repro.models.check import check_model\n"
+    "check_model('missing.py:build', {}, {})",
+}
+
+
+def loaded_after(code: str, backend: str) -> list[str]:
+    """Whether a fresh process on ``backend`` has imported Keras once ``code`` ran (or failed),
+    and which of its integrations."""
+    probe = textwrap.dedent("""\
+        import atexit, json, sys
+        from keras_repro.backends.keras_import import INTEGRATIONS
+        def loaded():
+            print(json.dumps([n for n in ("keras", *INTEGRATIONS) if n in sys.modules]))
+        atexit.register(loaded)
+    """)
+    environment = {**os.environ, **cpu_only_environment(backend), "PYTHONPATH": str(PACKAGE.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe + code],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+    assert done.stdout.strip(), done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("process", FIRST_KERAS_IMPORTS)
+def test_a_framework_process_imports_keras_without_the_integrations_it_never_uses(process):
+    assert loaded_after(FIRST_KERAS_IMPORTS[process], "tensorflow") == ["keras"]
+
+
+def test_the_integrations_stay_importable_and_the_backend_keeps_its_framework():
+    with_keras = "from keras_repro.backends import keras_without_integrations\n"
+    with_keras += "with keras_without_integrations():\n    import keras\n"
+    assert loaded_after(with_keras, "torch") == ["keras"]
+    with_keras += "import sklearn, matplotlib.pyplot, pandas"
+    assert loaded_after(with_keras, "jax") == ["keras", *INTEGRATIONS]
 
 
 def test_only_backends_pipelines_and_models_name_a_framework():

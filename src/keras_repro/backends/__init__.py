@@ -22,7 +22,9 @@ A backend module imports its framework inside its functions only, so that the ru
 it (compare, verdict) can still ask which fields can change a result. ``load_backend`` is the
 one place that picks a backend; nothing backend-specific lives outside this folder:
 ``common.py`` holds what all share, ``limits.py`` the combinations known not to be
-deterministic on a GPU, ``unsupported.py`` a framework's refusal told from its error.
+deterministic on a GPU, ``unsupported.py`` a framework's refusal told from its error,
+``keras_import.py`` how a framework process imports Keras (without the integrations it never
+uses).
 
 Adding a backend: a module with the names above, its line in ``load_backend`` and its name in
 ``BACKENDS`` (the config schema's enum, the Snakefile's wildcard and the frameworks checked
@@ -36,6 +38,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from keras_repro.backends.common import ENVIRONMENT_VARIABLES, RESULT_FIELDS
+from keras_repro.backends.keras_import import keras_without_integrations
 from keras_repro.backends.limits import KNOWN_LIMITS, KnownLimit, NotPossible, not_possible_here
 from keras_repro.backends.unsupported import NoDeterministicKernel, refuse_nondeterministic_op
 
@@ -51,6 +54,7 @@ __all__ = [
     "can_change_results",
     "child_environment",
     "cpu_only_environment",
+    "keras_without_integrations",
     "load_backend",
     "missing_frameworks",
     "not_possible_here",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keras_repro.backends import NotPossible, not_possible_here
+from keras_repro.backends import NotPossible, keras_without_integrations, not_possible_here
 from keras_repro.files import write_json_atomic
 from keras_repro.logs import error_line
 from keras_repro.models.registry import (
@@ -85,8 +85,10 @@ def check_model(
 ) -> dict[str, Any]:
     """Build ``spec`` for ``data_spec`` (input shape, classes) and check it; write what it
     found to ``output`` (model.json). Raises ModelError naming the file and the problem."""
-    import keras
     import numpy as np
+
+    with keras_without_integrations():  # Keras' first import in the check's process
+        import keras
 
     problem = spec_problem(spec)
     if problem:

@@ -4,9 +4,10 @@ record and step trace.
 Keras picks its backend when it is imported, and XLA, cuBLAS and OpenMP read their variables
 when they start, so this module imports neither Keras nor a framework: it sets the run's
 backend environment (``KERAS_BACKEND`` and the backend's own ``child_environment``) first,
-then imports the training run. A replayed segment (``replay.py``) and a zoom (``zoom.py``)
-have CLIs of their own on the same options, started with the backend's variables already set
-(the launcher sets them; by hand, set ``KERAS_BACKEND`` first).
+then imports the training run, and Keras without the integrations a run never uses. A
+replayed segment (``replay.py``) and a zoom (``zoom.py``) have CLIs of their own on the same
+options, started with the backend's variables already set (the launcher sets them; by hand,
+set ``KERAS_BACKEND`` first).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from keras_repro.backends import BACKENDS
+from keras_repro.backends import BACKENDS, keras_without_integrations
 from keras_repro.config import RunSettings, add_arguments, from_arguments
 from keras_repro.errors import ReproError
 from keras_repro.logs import configure_logging
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = settings_of(args)
         # Imported only now: Keras takes its backend from the environment at import.
-        from keras_repro.training.run import train_and_record
+        with keras_without_integrations():
+            from keras_repro.training.run import train_and_record
 
         trace = args.trace or args.record.with_name("trace.npz")
         train_and_record(args.dataset, args.record, trace, settings)

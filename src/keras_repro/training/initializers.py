@@ -7,15 +7,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
-from keras import initializers
 
-from keras_repro.backends import load_backend
+from keras_repro.backends import keras_without_integrations, load_backend
 from keras_repro.config import defaults
 from keras_repro.files import write_json_atomic
 from keras_repro.logs import configure_logging
 from keras_repro.workflow import exit_now
+
+# Keras' first import in an initializer draw's process.
+with keras_without_integrations():
+    import keras
+    from keras import initializers
 
 log = logging.getLogger(__name__)
 # The recipe seeds every initializer with 42 (and the global generator with its own seed).

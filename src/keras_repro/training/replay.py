@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from keras_repro.backends import keras_without_integrations
 from keras_repro.config import RunSettings
 from keras_repro.errors import ReproError
 from keras_repro.files import UnsafePath, path_below
@@ -31,19 +32,27 @@ from keras_repro.records import (
     variable_digests,
     verify_checkpoint_file,
 )
-from keras_repro.training.checkpointing import RandomRestore, StateAt, random_part, restore
 from keras_repro.training.cli import parser_for, settings_of
-from keras_repro.training.progress_callback import Progress
-from keras_repro.training.run import fit, record
-from keras_repro.training.setup import (
-    Built,
-    Prepared,
-    build_model,
-    compile_model,
-    identity,
-    prepare,
-)
 from keras_repro.workflow import exit_now
+
+# These import Keras: its first import in a replay's process.
+with keras_without_integrations():
+    from keras_repro.training.checkpointing import (
+        RandomRestore,
+        StateAt,
+        random_part,
+        restore,
+    )
+    from keras_repro.training.progress_callback import Progress
+    from keras_repro.training.run import fit, record
+    from keras_repro.training.setup import (
+        Built,
+        Prepared,
+        build_model,
+        compile_model,
+        identity,
+        prepare,
+    )
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import keras
 import numpy as np
 
+from keras_repro.backends import keras_without_integrations
 from keras_repro.config import RunSettings
 from keras_repro.digest import arrays_sha256, batch_fingerprint
 from keras_repro.errors import ReproError
@@ -38,11 +38,22 @@ from keras_repro.records import (
     verify_checkpoint_file,
     write_zoom,
 )
-from keras_repro.training.checkpointing import RandomRestore, random_part, restore
 from keras_repro.training.cli import parser_for, settings_of
-from keras_repro.training.recording import WeightTrace
-from keras_repro.training.setup import Prepared, build_model, compile_as_asked, identity, prepare
 from keras_repro.workflow import exit_now
+
+# Keras' first import in a zoom's process.
+with keras_without_integrations():
+    import keras
+
+    from keras_repro.training.checkpointing import RandomRestore, random_part, restore
+    from keras_repro.training.recording import WeightTrace
+    from keras_repro.training.setup import (
+        Prepared,
+        build_model,
+        compile_as_asked,
+        identity,
+        prepare,
+    )
 
 log = logging.getLogger(__name__)
 
