@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,42 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+class SnakemakeForks:
+    """The snakemake CLI run by ``snakemake_forks.py``: in a fork of one process that imported
+    Snakemake once, as ``python -m snakemake`` runs it, less its second of start-up."""
+
+    def __init__(self) -> None:
+        self.server: subprocess.Popen | None = None
+
+    def __call__(self, command: list[str], timeout: float) -> subprocess.CompletedProcess:
+        if self.server is None or self.server.poll() is not None:
+            self.server = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("snakemake_forks.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self.server.stdin and self.server.stdout
+        with tempfile.TemporaryDirectory() as folder:
+            output = Path(folder) / "output"
+            request = {
+                "argv": command[3:],  # after python -m snakemake
+                "cwd": os.getcwd(),
+                "env": dict(os.environ),
+                "output": str(output),
+                "timeout": int(timeout),
+            }
+            self.server.stdin.write(json.dumps(request) + "\n")
+            self.server.stdin.flush()
+            returncode = json.loads(self.server.stdout.readline())["returncode"]
+            if returncode == -signal.SIGALRM:
+                raise subprocess.TimeoutExpired(command, timeout, output.read_text())
+            return subprocess.CompletedProcess(command, returncode, output.read_text())
+
+
+forked = SnakemakeForks()
+
+
 def snakemake(
     workdir: Path,
     *args: str,
@@ -41,9 +80,13 @@ def snakemake(
     cores: int | None = 2,
     prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
-    """Run snakemake on ``workdir``; ``prefix`` goes before it (e.g. taskset)."""
+    """Run snakemake on ``workdir``; ``prefix`` goes before it (e.g. taskset), in a process
+    of its own. Without one, in a fork of a process that has Snakemake imported already."""
+    command = snakemake_command(workdir, *args, cores=cores)
+    if not prefix:
+        return forked(command, timeout)
     return subprocess.run(
-        [*prefix, *snakemake_command(workdir, *args, cores=cores)],
+        [*prefix, *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # snakemake logs to stdout, jobs to stderr: read both
         text=True,
