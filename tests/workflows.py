@@ -38,21 +38,29 @@ def interruptible() -> None:
 
 
 class SnakemakeForks:
-    """The snakemake CLI run by ``snakemake_forks.py``: in a fork of one process that imported
-    Snakemake once, as ``python -m snakemake`` runs it, less its second of start-up."""
+    """The snakemake CLI run by ``snakemake_forks.py``: in a fork of a process that imported
+    Snakemake once, as ``python -m snakemake`` runs it, less its second of start-up. One such
+    process for each set of the variables Python reads as it starts (``PYTHONPATH``, with a
+    ``sitecustomize`` in it, ``PYTHONHASHSEED``...), which a fork cannot change."""
 
     def __init__(self) -> None:
-        self.server: subprocess.Popen | None = None
+        self.servers: dict[frozenset[tuple[str, str]], subprocess.Popen] = {}
 
-    def __call__(self, command: list[str], timeout: float) -> subprocess.CompletedProcess:
-        if self.server is None or self.server.poll() is not None:
-            self.server = subprocess.Popen(
+    def server(self) -> subprocess.Popen:
+        python = frozenset((k, v) for k, v in os.environ.items() if k.startswith("PYTHON"))
+        server = self.servers.get(python)
+        if server is None or server.poll() is not None:
+            server = self.servers[python] = subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("snakemake_forks.py"))],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
-        assert self.server.stdin and self.server.stdout
+        return server
+
+    def __call__(self, command: list[str], timeout: float) -> subprocess.CompletedProcess:
+        server = self.server()
+        assert server.stdin and server.stdout
         with tempfile.TemporaryDirectory() as folder:
             output = Path(folder) / "output"
             request = {
@@ -62,9 +70,9 @@ class SnakemakeForks:
                 "output": str(output),
                 "timeout": int(timeout),
             }
-            self.server.stdin.write(json.dumps(request) + "\n")
-            self.server.stdin.flush()
-            returncode = json.loads(self.server.stdout.readline())["returncode"]
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            returncode = json.loads(server.stdout.readline())["returncode"]
             if returncode == -signal.SIGALRM:
                 raise subprocess.TimeoutExpired(command, timeout, output.read_text())
             return subprocess.CompletedProcess(command, returncode, output.read_text())
