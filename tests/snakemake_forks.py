@@ -5,9 +5,11 @@ timeout) and answers each with a line ``{"returncode": N}`` once a fork of itsel
 ``snakemake.cli.main(argv)``, what ``python -m snakemake`` runs, in ``cwd`` with ``env``, its
 stdout and stderr both to the file ``output``. Each fork starts from this process as it was
 before any request: Snakemake and its plugins imported, nothing of a workflow. That saves the
-second of CPU the interpreter, Snakemake and its executor plugins take to start, on every run.
+1.5 s of CPU the interpreter, Snakemake and its executor plugins take to start, on every run.
+
 The workflow's own package is not imported here: the Snakefile puts its own ``src/`` first on
-the path, and an edited copy of the workflow must be the one that runs.
+the path, and an edited copy of the workflow must be the one that runs. This process's one
+other thread is OpenBLAS's (NumPy's), which prepares for a fork as for multiprocessing's.
 """
 
 from __future__ import annotations
