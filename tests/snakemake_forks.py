@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import snakemake.cli
@@ -31,7 +32,7 @@ def run(request: dict[str, Any]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         sys.path[0] = request["cwd"]  # what -m puts first, not this file's folder
-        sys.argv = ["snakemake", *request["argv"]]
+        sys.argv = [str(Path(snakemake.__file__).with_name("__main__.py")), *request["argv"]]
         signal.alarm(request["timeout"])  # ends this fork, as subprocess.run's timeout would
         output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -39,7 +40,7 @@ def interruptible() -> None:
 
 class SnakemakeForks:
     """The snakemake CLI run by ``snakemake_forks.py``: in a fork of a process that imported
-    Snakemake once, as ``python -m snakemake`` runs it, less its second of start-up. One such
+    Snakemake once, as ``python -m snakemake`` runs it, less its 1.5 s of start-up. One such
     process for each set of the variables Python reads as it starts (``PYTHONPATH``, with a
     ``sitecustomize`` in it, ``PYTHONHASHSEED``...), which a fork cannot change."""
 
@@ -63,12 +64,13 @@ class SnakemakeForks:
         assert server.stdin and server.stdout
         with tempfile.TemporaryDirectory() as folder:
             output = Path(folder) / "output"
+            assert command[1:3] == ["-m", "snakemake"], command
             request = {
-                "argv": command[3:],  # after python -m snakemake
+                "argv": command[3:],
                 "cwd": os.getcwd(),
                 "env": dict(os.environ),
                 "output": str(output),
-                "timeout": int(timeout),
+                "timeout": math.ceil(timeout),  # whole seconds (an alarm), never 0: none
             }
             server.stdin.write(json.dumps(request) + "\n")
             server.stdin.flush()

@@ -24,15 +24,10 @@ def keras_without_integrations() -> Iterator[None]:
     """Import Keras inside this block (and whatever imports it) without ``INTEGRATIONS``, but
     the backend's own framework. Nothing is hidden once Keras is imported, nor a library this
     process has imported already."""
-    backend = os.environ.get("KERAS_BACKEND")
-    hidden = [
-        name
-        for name in INTEGRATIONS
-        if "keras" not in sys.modules
-        and name not in sys.modules
-        # Without KERAS_BACKEND, Keras may take JAX from its config file.
-        and (name != "jax" or backend not in (None, "jax"))
-    ]
+    # Without KERAS_BACKEND, Keras may take JAX from its config file.
+    framework = os.environ.get("KERAS_BACKEND") or "jax"
+    imported = "keras" in sys.modules
+    hidden = [] if imported else [n for n in INTEGRATIONS if n not in (*sys.modules, framework)]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]
     try:
